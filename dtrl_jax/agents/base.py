@@ -1,0 +1,53 @@
+"""The contract every agent offers to the training loop, so one loop serves all of them.
+
+An agent is a plain (static, hashable-by-identity) Python object whose methods are pure functions
+of pytrees. The loop never looks inside ``agent_state`` or ``storage``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import jax
+from flax import struct
+
+from dtrl_jax.transition import Transition
+
+
+@struct.dataclass
+class LearnStats:
+    """What one call of ``Agent.learn`` reports: summed loss and number of gradient/table updates."""
+
+    loss_sum: jax.Array
+    updates: jax.Array
+
+
+class Agent(Protocol):
+    num_actions: int
+
+    def init(self, key: jax.Array) -> Any:
+        """Initial agent state (parameters, Q-table, optimiser state)."""
+
+    def q_values(self, agent_state: Any, obs: Any) -> jax.Array:
+        """Online action values ``[A]`` for ONE observation (vmapped by the caller)."""
+
+    def init_storage(self, example: Transition, twin_example: Transition | None) -> Any:
+        """Initial storage space (replay) for transitions shaped like the examples (no batch axes)."""
+
+    def learn(
+        self,
+        agent_state: Any,
+        storage: Any,
+        physical: Transition,
+        twin: Transition | None,
+        steps_before: jax.Array,
+        steps_after: jax.Array,
+        key: jax.Array,
+    ) -> tuple[Any, Any, LearnStats]:
+        """Consume one vectorised step of experience.
+
+        Args:
+          physical: transitions with a leading ``[num_envs]`` axis.
+          twin: twin transitions with leading ``[domains, num_envs]`` axes, or None.
+          steps_before, steps_after: physical step counter before/after this vectorised step.
+        """

@@ -1,0 +1,242 @@
+"""Typed, frozen, validated configs: ``TwinConfig``, ``QLearningConfig`` and ``DQNConfig``.
+
+Each config is a ``flax.struct.dataclass`` and therefore a pytree. Fields that fix array shapes or
+program structure (counts, sizes, switches) are *static* (``pytree_node=False``): changing one
+recompiles. Every other field (learning rate, gamma, epsilon schedule, soft-update rate, ...) is a
+*traced* leaf, so ``jax.vmap`` over it (a hyper-parameter sweep) compiles once::
+
+    sweep = jax.vmap(lambda lr: make_train(cfg.replace(learning_rate=lr), env, params)(key))
+
+Validation runs in ``__post_init__`` (so on construction and on ``.replace``) and raises
+``ValueError``/``TypeError`` naming the field, the value and what is allowed. Traced values are
+skipped: they cannot be inspected without breaking the single compilation. Checks that need the
+environment (e.g. ``action_trials`` <= number of actions) run in ``make_train``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from flax import struct
+
+from dtrl_jax._checks import check_choice, check_number, check_positive_int
+
+
+def _static(default: Any, doc: str):
+    return struct.field(pytree_node=False, default=default, metadata={"doc": doc})
+
+
+def _traced(default: Any, doc: str):
+    return struct.field(pytree_node=True, default=default, metadata={"doc": doc})
+
+
+def field_docs(config_cls: type) -> dict[str, str]:
+    """``{field: one-line documentation}`` for a config class (used by docs and the CLI)."""
+    return {f.name: f.metadata.get("doc", "") for f in dataclasses.fields(config_cls)}
+
+
+@struct.dataclass
+class TwinConfig:
+    """The digital space: D digital domains that twin the physical environment and agent.
+
+    Domain 0 is the identical domain (mirrors the physical state every step); the others are
+    different domains. In this version every domain is a perfect twin synchronised with the physical
+    state at every step. Every feature is off or neutral by default; only ``num_domains`` is set.
+    """
+
+    num_domains: int = _static(1, "Number D of digital domains (the vmap axis of the digital space); >= 1.")
+    action_trials: int = _static(
+        1,
+        "Simultaneous action trials n: from each physical state, n distinct actions (the physical one "
+        "included) are executed, the n - 1 others in different domains; every twin transition goes to "
+        "storage (DQN) or updates Q (tabular). 1 = off; n = number of actions is a full sweep. "
+        "Requires n <= num_domains.",
+    )
+    lookahead: int = _static(
+        0,
+        "Look-ahead k: the TD target of each physical transition is the k-step discounted return, "
+        "averaged over twin rollouts under the current policy, bootstrapped with gamma**k max_a "
+        "Q_target(s_{t+k}, a). 0 or 1 = ordinary 1-step target.",
+    )
+    lookahead_rollouts: int = _static(
+        1,
+        "Number M of twin rollouts averaged for each look-ahead target (each in its own domain); "
+        "requires M <= num_domains.",
+    )
+    lookahead_policy: str = _static(
+        "greedy",
+        "Policy of the twin agent during look-ahead rollouts: 'greedy' (the physical agent's current "
+        "greedy policy; estimates the optimal value, matching the max bootstrap) or 'epsilon' (its "
+        "current epsilon-greedy behaviour policy).",
+    )
+    twin_data_fraction: float | None = _static(
+        None,
+        "Share of twin transitions in each DQN batch, in [0, 1]; None = in proportion to the data the "
+        "domains produce ((n - 1) / n with n action trials). Static: it fixes the batch split.",
+    )
+    twin_buffer_size: int | None = _static(
+        None,
+        "Capacity of the twin storage (all trial domains together) for DQN; None = the agent's "
+        "buffer_size.",
+    )
+
+    def __post_init__(self):
+        o = "TwinConfig"
+        check_positive_int(o, "num_domains", self.num_domains)
+        check_positive_int(o, "action_trials", self.action_trials)
+        check_positive_int(o, "lookahead", self.lookahead, minimum=0)
+        check_positive_int(o, "lookahead_rollouts", self.lookahead_rollouts)
+        check_choice(o, "lookahead_policy", self.lookahead_policy, ("greedy", "epsilon"))
+        if self.action_trials > self.num_domains:
+            raise ValueError(
+                f"{o}.action_trials={self.action_trials} exceeds num_domains={self.num_domains}; "
+                "each trial needs its own digital domain, so expected action_trials <= num_domains"
+            )
+        if self.lookahead_rollouts > self.num_domains:
+            raise ValueError(
+                f"{o}.lookahead_rollouts={self.lookahead_rollouts} exceeds num_domains="
+                f"{self.num_domains}; expected lookahead_rollouts <= num_domains"
+            )
+        if self.twin_data_fraction is not None:
+            check_number(o, "twin_data_fraction", self.twin_data_fraction, low=0.0, high=1.0)
+        if self.twin_buffer_size is not None:
+            check_positive_int(o, "twin_buffer_size", self.twin_buffer_size)
+
+    @property
+    def uses_trials(self) -> bool:
+        return self.action_trials > 1
+
+    @property
+    def uses_lookahead(self) -> bool:
+        return self.lookahead > 1
+
+    @property
+    def branches(self) -> int:
+        """Bootstrap branches per physical transition (M with look-ahead, else 1)."""
+        return self.lookahead_rollouts if self.uses_lookahead else 1
+
+
+@struct.dataclass
+class _AgentConfig:
+    """Fields shared by every agent: the run's length, logging, exploration and the twin."""
+
+    total_timesteps: int = _static(
+        100_000, "Physical environment steps in the whole run (summed over num_envs); the x-axis that matters."
+    )
+    num_envs: int = _static(1, "Parallel physical environments stepped together.")
+    log_every: int = _static(
+        1_000,
+        "Physical steps per logging interval: metrics are aggregated inside the compiled program and "
+        "returned with one row per interval. Must be a multiple of num_envs and divide total_timesteps.",
+    )
+    learning_rate: float = _traced(1e-3, "Step size (traced: a vmap over it compiles once).")
+    gamma: float = _traced(0.99, "Discount factor in [0, 1].")
+    epsilon_start: float = _traced(1.0, "Exploration rate at step 0, in [0, 1].")
+    epsilon_end: float = _traced(0.05, "Exploration rate after the decay, in [0, 1].")
+    epsilon_decay_steps: float = _traced(
+        50_000, "Physical steps over which epsilon decays linearly from epsilon_start to epsilon_end; > 0."
+    )
+    twin: TwinConfig | None = struct.field(
+        pytree_node=True,
+        default=None,
+        metadata={"doc": "The digital twin (TwinConfig), or None for plain physical RL."},
+    )
+
+    def _check_common(self, o: str) -> None:
+        check_positive_int(o, "total_timesteps", self.total_timesteps)
+        check_positive_int(o, "num_envs", self.num_envs)
+        check_positive_int(o, "log_every", self.log_every)
+        if self.log_every % self.num_envs:
+            raise ValueError(
+                f"{o}.log_every={self.log_every} is not a multiple of num_envs={self.num_envs}; "
+                "each logging interval must hold whole vectorised steps"
+            )
+        if self.total_timesteps % self.log_every:
+            raise ValueError(
+                f"{o}.total_timesteps={self.total_timesteps} is not a multiple of log_every="
+                f"{self.log_every}; choose e.g. total_timesteps="
+                f"{max(1, self.total_timesteps // self.log_every) * self.log_every}"
+            )
+        check_number(o, "learning_rate", self.learning_rate, low=0.0, low_open=True)
+        check_number(o, "gamma", self.gamma, low=0.0, high=1.0)
+        check_number(o, "epsilon_start", self.epsilon_start, low=0.0, high=1.0)
+        check_number(o, "epsilon_end", self.epsilon_end, low=0.0, high=1.0)
+        check_number(o, "epsilon_decay_steps", self.epsilon_decay_steps, low=0.0, low_open=True)
+        if self.twin is not None and not isinstance(self.twin, TwinConfig):
+            raise TypeError(f"{o}.twin={self.twin!r}: expected None or a TwinConfig")
+
+    @property
+    def num_intervals(self) -> int:
+        return self.total_timesteps // self.log_every
+
+    @property
+    def iterations_per_interval(self) -> int:
+        return self.log_every // self.num_envs
+
+
+@struct.dataclass
+class QLearningConfig(_AgentConfig):
+    """Tabular Q-learning (needs a ``Discrete`` observation space) with an optional digital twin.
+
+    Several updates of the same (s, a) in one vectorised step (from parallel envs or twin trials)
+    are averaged, so ``learning_rate`` keeps its meaning for any ``num_envs`` or trial count.
+    """
+
+    learning_rate: float = _traced(0.1, "Q-learning step size alpha in (0, 1].")
+    q_init: float = _traced(0.0, "Initial value of every Q(s, a).")
+
+    def __post_init__(self):
+        o = "QLearningConfig"
+        self._check_common(o)
+        check_number(o, "learning_rate", self.learning_rate, low=0.0, high=1.0, low_open=True)
+        check_number(o, "q_init", self.q_init)
+
+
+@struct.dataclass
+class DQNConfig(_AgentConfig):
+    """Deep Q-learning (needs a ``Discrete`` action space) with replay, target network and a twin.
+
+    Defaults follow common CartPole settings (10 envs, batch 64, one update per 10 env steps).
+    """
+
+    learning_rate: float = _traced(2.5e-4, "Adam step size; > 0.")
+    num_envs: int = _static(10, "Parallel physical environments stepped together.")
+    log_every: int = _static(1_000, "Physical steps per logging interval (multiple of num_envs).")
+    buffer_size: int = _static(10_000, "Capacity of the physical replay storage (transitions).")
+    batch_size: int = _static(64, "Transitions per gradient step; <= buffer_size.")
+    learning_starts: int = _static(10_000, "Physical steps before the first gradient step.")
+    train_every: int = _static(
+        10, "Physical steps between gradient steps (one per crossing of a multiple of train_every)."
+    )
+    target_update_every: int = _static(500, "Physical steps between target-network updates.")
+    tau: float = _traced(1.0, "Target update rate: target <- tau * online + (1 - tau) * target; 1 = hard copy.")
+    double_q: bool = _static(False, "Double DQN: the online network picks the bootstrap action.")
+    network: str = _static("mlp", "Q-network architecture: 'mlp'.")
+    hidden_sizes: tuple[int, ...] = _static((120, 84), "Hidden layer widths of the MLP.")
+    max_grad_norm: float = _traced(10.0, "Global-norm gradient clipping threshold; > 0.")
+    loss: str = _static("mse", "TD loss: 'mse' or 'huber'.")
+
+    def __post_init__(self):
+        o = "DQNConfig"
+        self._check_common(o)
+        check_positive_int(o, "buffer_size", self.buffer_size)
+        check_positive_int(o, "batch_size", self.batch_size)
+        if self.batch_size > self.buffer_size:
+            raise ValueError(
+                f"{o}.batch_size={self.batch_size} exceeds buffer_size={self.buffer_size}; "
+                "expected batch_size <= buffer_size"
+            )
+        check_positive_int(o, "learning_starts", self.learning_starts, minimum=0)
+        check_positive_int(o, "train_every", self.train_every)
+        check_positive_int(o, "target_update_every", self.target_update_every)
+        check_number(o, "tau", self.tau, low=0.0, high=1.0, low_open=True)
+        check_choice(o, "network", self.network, ("mlp",))
+        if not isinstance(self.hidden_sizes, tuple) or not self.hidden_sizes:
+            raise TypeError(f"{o}.hidden_sizes={self.hidden_sizes!r}: expected a non-empty tuple of ints")
+        for width in self.hidden_sizes:
+            check_positive_int(o, "hidden_sizes", width)
+        check_number(o, "max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
+        check_choice(o, "loss", self.loss, ("mse", "huber"))
+        if not isinstance(self.double_q, bool):
+            raise TypeError(f"{o}.double_q={self.double_q!r}: expected a bool")

@@ -1,0 +1,99 @@
+"""Storage space: fixed-capacity ring buffers that live inside the jitted carry.
+
+``ReplayBuffer`` holds any pytree of per-transition arrays with a leading capacity axis. Adding a
+batch is one scatter, sampling is one ``randint`` plus a gather: both O(batch), never O(capacity).
+``DomainStorage`` stacks one ring buffer per digital domain (a leading domain axis), so the
+transitions of each domain stay apart and can be drawn on demand, as in the paper's storage space.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import chex
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class ReplayBuffer:
+    """A ring buffer.
+
+    Attributes:
+      data: pytree whose leaves have a leading ``[capacity]`` axis.
+      position: int32 index where the next item goes.
+      size: int32 number of valid items (saturates at capacity).
+    """
+
+    data: Any
+    position: jax.Array
+    size: jax.Array
+
+    @property
+    def capacity(self) -> int:
+        return jax.tree.leaves(self.data)[0].shape[0]
+
+
+def buffer_init(example: Any, capacity: int) -> ReplayBuffer:
+    """An empty buffer for items shaped like ``example`` (one item, no batch axis)."""
+    data = jax.tree.map(lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype), example)
+    return ReplayBuffer(data=data, position=jnp.int32(0), size=jnp.int32(0))
+
+
+def buffer_add(buffer: ReplayBuffer, batch: Any) -> ReplayBuffer:
+    """Insert a batch (leading axis B <= capacity), overwriting the oldest items when full."""
+    capacity = buffer.capacity
+    b = jax.tree.leaves(batch)[0].shape[0]
+    if b > capacity:
+        raise ValueError(f"cannot add {b} items at once to a buffer of capacity {capacity}")
+    jax.tree.map(lambda x, y: chex.assert_equal_shape([x[0], y[0]]), buffer.data, batch)
+    idx = (buffer.position + jnp.arange(b, dtype=jnp.int32)) % capacity
+    data = jax.tree.map(lambda store, new: store.at[idx].set(new.astype(store.dtype)), buffer.data, batch)
+    return ReplayBuffer(
+        data=data,
+        position=(buffer.position + b) % capacity,
+        size=jnp.minimum(buffer.size + b, capacity),
+    )
+
+
+def buffer_sample(buffer: ReplayBuffer, key: jax.Array, batch_size: int) -> Any:
+    """Uniform sample with replacement of ``batch_size`` valid items (undefined if empty)."""
+    idx = jax.random.randint(key, (batch_size,), 0, jnp.maximum(buffer.size, 1))
+    return jax.tree.map(lambda x: x[idx], buffer.data)
+
+
+@struct.dataclass
+class DomainStorage:
+    """One ring buffer per digital domain: ``buffers.data`` leaves are ``[domains, capacity, ...]``."""
+
+    buffers: ReplayBuffer
+
+    @property
+    def num_domains(self) -> int:
+        return jax.tree.leaves(self.buffers.data)[0].shape[0]
+
+
+def domain_storage_init(example: Any, num_domains: int, capacity_per_domain: int) -> DomainStorage:
+    one = buffer_init(example, capacity_per_domain)
+    return DomainStorage(jax.tree.map(lambda x: jnp.broadcast_to(x, (num_domains, *x.shape)), one))
+
+
+def domain_storage_add(storage: DomainStorage, batch: Any) -> DomainStorage:
+    """Add ``batch`` with leaves ``[domains, B, ...]``: domain d's items go to domain d's buffer."""
+    return DomainStorage(jax.vmap(buffer_add)(storage.buffers, batch))
+
+
+def domain_storage_size(storage: DomainStorage) -> jax.Array:
+    """Total number of valid items over all domains."""
+    return jnp.sum(storage.buffers.size)
+
+
+def domain_storage_sample(storage: DomainStorage, key: jax.Array, batch_size: int) -> Any:
+    """Uniform sample over all valid items of all domains (domains filled at equal rates)."""
+    k_dom, k_item = jax.random.split(key)
+    dom = jax.random.randint(k_dom, (batch_size,), 0, storage.num_domains)
+    size = jnp.maximum(storage.buffers.size[dom], 1)
+    item = jnp.floor(jax.random.uniform(k_item, (batch_size,)) * size).astype(jnp.int32)
+    item = jnp.minimum(item, size - 1)
+    return jax.tree.map(lambda x: x[dom, item], storage.buffers.data)

@@ -1,0 +1,53 @@
+"""The unit of experience that flows from the physical and digital spaces to storage and agents.
+
+A ``Transition`` generalises (s, a, r, s') to a look-ahead target with M bootstrap branches: branch m
+holds the discounted reward sum of one (twin) trajectory that starts with the transition, the
+discount that multiplies its bootstrap value (``gamma**j`` after j steps, 0 after a termination),
+and the observation to bootstrap from. The TD target is the mean over branches of
+``returns[m] + discounts[m] * max_a Q_target(next_obs[m], a)``. A plain 1-step transition is the
+case M = 1: ``returns = [r]``, ``discounts = [gamma * (1 - terminated)]``, ``next_obs = [s']``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+
+@struct.dataclass
+class Transition:
+    """Experience with M bootstrap branches (leading batch axes, if any, come first).
+
+    Attributes:
+      obs: observation the action was taken in, shape ``[*obs_shape]``.
+      action: int32 action, shape ``[]``.
+      returns: float32 ``[M]`` discounted reward sums, the first reward included.
+      discounts: float32 ``[M]`` multipliers of the bootstrap values.
+      next_obs: ``[M, *obs_shape]`` observations to bootstrap from.
+    """
+
+    obs: Any
+    action: jax.Array
+    returns: jax.Array
+    discounts: jax.Array
+    next_obs: Any
+
+
+def one_step_transition(obs, action, reward, terminated, bootstrap_obs, gamma) -> Transition:
+    """A 1-step transition (M = 1) for one example.
+
+    ``bootstrap_obs`` must be the observation *before* any auto-reset (gymnax's
+    ``info["final_observation"]``), so a truncated episode bootstraps from its true last state and a
+    terminated one does not bootstrap at all.
+    """
+    discount = jnp.asarray(gamma, jnp.float32) * (1.0 - jnp.asarray(terminated, jnp.float32))
+    return Transition(
+        obs=obs,
+        action=jnp.asarray(action, jnp.int32),
+        returns=jnp.asarray(reward, jnp.float32)[None],
+        discounts=discount[None],
+        next_obs=jax.tree.map(lambda x: x[None], bootstrap_obs),
+    )
