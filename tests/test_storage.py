@@ -1,0 +1,30 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dtrl_jax.storage import (
+    buffer_add, buffer_init, buffer_sample, domain_storage_add, domain_storage_init,
+    domain_storage_sample, domain_storage_size,
+)
+
+
+def test_ring_buffer_wraps_and_samples_only_valid_items():
+    buf = buffer_init({"x": jnp.zeros(2), "a": jnp.int32(0)}, capacity=5)
+    buf = buffer_add(buf, {"x": jnp.ones((3, 2)), "a": jnp.arange(1, 4)})
+    assert int(buf.size) == 3 and int(buf.position) == 3
+    s = buffer_sample(buf, jax.random.key(0), 200)
+    assert set(np.asarray(s["a"]).tolist()) == {1, 2, 3}
+    buf = buffer_add(buf, {"x": jnp.ones((4, 2)), "a": jnp.arange(4, 8)})
+    assert int(buf.size) == 5 and int(buf.position) == 2
+    np.testing.assert_array_equal(np.asarray(buf.data["a"]), [6, 7, 3, 4, 5])
+
+
+def test_domain_storage_keeps_domains_apart():
+    st = domain_storage_init({"a": jnp.int32(0)}, num_domains=3, capacity_per_domain=4)
+    assert int(domain_storage_size(st)) == 0
+    batch = {"a": jnp.array([[10, 11], [20, 21], [30, 31]])}
+    st = domain_storage_add(st, batch)
+    assert int(domain_storage_size(st)) == 6
+    np.testing.assert_array_equal(np.asarray(st.buffers.data["a"])[:, :2], batch["a"])
+    s = np.asarray(domain_storage_sample(st, jax.random.key(1), 500)["a"])
+    assert set(s.tolist()) == {10, 11, 20, 21, 30, 31}

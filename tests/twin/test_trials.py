@@ -1,0 +1,38 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dtrl_jax.twin.trials import run_action_trials, trial_actions
+from tests.helpers import Chain, ChainParams, ChainState
+
+
+@pytest.mark.parametrize("num_actions,num_trials", [(2, 2), (5, 3), (5, 5), (625, 8), (720, 500)])
+def test_trial_actions_are_distinct_and_exclude_the_physical_one(num_actions, num_trials):
+    keys = jax.random.split(jax.random.key(0), 64)
+    phys = jax.random.randint(jax.random.key(1), (64,), 0, num_actions)
+    acts = np.asarray(jax.vmap(trial_actions, in_axes=(0, 0, None, None))(keys, phys, num_actions, num_trials))
+    assert acts.shape == (64, num_trials - 1)
+    for row, p in zip(acts, np.asarray(phys)):
+        assert len(set(row.tolist())) == num_trials - 1
+        assert p not in row
+        assert row.min() >= 0 and row.max() < num_actions
+
+
+def test_full_sweep_covers_every_other_action():
+    acts = np.asarray(trial_actions(jax.random.key(3), jnp.int32(2), 5, 5))
+    assert sorted(acts.tolist()) == [0, 1, 3, 4]
+
+
+def test_trial_transitions_come_from_the_physical_state():
+    env, params = Chain(), ChainParams(length=4)
+    state = ChainState(pos=jnp.int32(2), time=0)
+    obs = env.get_obs(state, params)
+    t, info = run_action_trials(env, jax.random.key(0), obs, state, jnp.int32(0), params,
+                                num_actions=2, num_trials=2, gamma=0.9)
+    # physical action 0 -> the only other action is 1: 2 -> 3 = goal, reward 1, terminated
+    assert int(t.action[0]) == 1
+    np.testing.assert_allclose(np.asarray(t.returns), [[1.0]])
+    np.testing.assert_allclose(np.asarray(t.discounts), [[0.0]])
+    assert int(t.obs[0]) == 2
+    assert bool(info["violation"][0]) is False
