@@ -4,8 +4,10 @@ A ``Transition`` generalises (s, a, r, s') to a look-ahead target with M bootstr
 holds the discounted reward sum of one (twin) trajectory that starts with the transition, the
 discount that multiplies its bootstrap value (``gamma**j`` after j steps, 0 after a termination),
 and the observation to bootstrap from. The TD target is the mean over branches of
-``returns[m] + discounts[m] * max_a Q_target(next_obs[m], a)``. A plain 1-step transition is the
-case M = 1: ``returns = [r]``, ``discounts = [gamma * (1 - terminated)]``, ``next_obs = [s']``.
+``returns[m] + discounts[m] * max_a Q_target(next_obs[m], a)`` under ``weights`` (uniform 1/M when
+averaging over domains; one-hot when one branch is used alone). A plain 1-step transition is the
+case M = 1: ``returns = [r]``, ``discounts = [gamma * (1 - terminated)]``, ``next_obs = [s']``,
+``weights = [1]``.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ class Transition:
       returns: float32 ``[M]`` discounted reward sums, the first reward included.
       discounts: float32 ``[M]`` multipliers of the bootstrap values.
       next_obs: ``[M, *obs_shape]`` observations to bootstrap from.
+      weights: float32 ``[M]`` branch weights summing to 1.
     """
 
     obs: Any
@@ -34,6 +37,7 @@ class Transition:
     returns: jax.Array
     discounts: jax.Array
     next_obs: Any
+    weights: jax.Array
 
 
 def one_step_transition(obs, action, reward, terminated, bootstrap_obs, gamma) -> Transition:
@@ -50,4 +54,5 @@ def one_step_transition(obs, action, reward, terminated, bootstrap_obs, gamma) -
         returns=jnp.asarray(reward, jnp.float32)[None],
         discounts=discount[None],
         next_obs=jax.tree.map(lambda x: x[None], bootstrap_obs),
+        weights=jnp.ones((1,), jnp.float32),
     )

@@ -108,7 +108,7 @@ class DQNAgent:
             boot = jax.vmap(double_q_bootstrap)(q_next_target, q_next_online)
         else:
             boot = jnp.max(q_next_target, axis=-1)
-        target = jax.lax.stop_gradient(branch_target(t.returns, t.discounts, boot))
+        target = jax.lax.stop_gradient(branch_target(t.returns, t.discounts, boot, t.weights))
         return td_loss(q - target, self.config.loss)
 
     def _loss(self, params, target_params, physical: Transition, twin: Transition | None, twin_weight):

@@ -62,7 +62,7 @@ class TabularQAgent:
 
     def _targets(self, q: jax.Array, t: Transition) -> jax.Array:
         boot = jnp.max(q[t.next_obs.astype(jnp.int32)], axis=-1)  # [B, M]
-        return jax.vmap(branch_target)(t.returns, t.discounts, boot)
+        return jax.vmap(branch_target)(t.returns, t.discounts, boot, t.weights)
 
     def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key):
         del steps_before, steps_after, key

@@ -7,10 +7,12 @@ import jax
 import jax.numpy as jnp
 
 
-def branch_target(returns: jax.Array, discounts: jax.Array, bootstrap_values: jax.Array) -> jax.Array:
-    """TD target averaged over M bootstrap branches.
+def branch_target(
+    returns: jax.Array, discounts: jax.Array, bootstrap_values: jax.Array, weights: jax.Array
+) -> jax.Array:
+    """TD target as a weighted average over M bootstrap branches.
 
-    ``mean_m(returns[m] + discounts[m] * bootstrap_values[m])``: with M = 1 and
+    ``sum_m weights[m] (returns[m] + discounts[m] * bootstrap_values[m])``: with M = 1 and
     ``discounts = gamma * (1 - terminated)`` this is the ordinary Q-learning target; with k-step
     twin rollouts ``discounts[m] = gamma**j`` (j steps until the bootstrap, 0 after a termination).
 
@@ -18,12 +20,14 @@ def branch_target(returns: jax.Array, discounts: jax.Array, bootstrap_values: ja
       returns: ``[M]`` discounted reward sums.
       discounts: ``[M]`` bootstrap multipliers.
       bootstrap_values: ``[M]`` e.g. ``max_a Q_target(next_obs[m], a)``.
+      weights: ``[M]`` summing to 1 (uniform = the paper's average over domains). Branches with
+        weight 0 contribute exactly 0, so a one-hot weight reproduces a single branch bit for bit.
     Returns:
       scalar target.
     """
     chex.assert_rank(returns, 1)
-    chex.assert_equal_shape([returns, discounts, bootstrap_values])
-    return jnp.mean(returns + discounts * bootstrap_values)
+    chex.assert_equal_shape([returns, discounts, bootstrap_values, weights])
+    return jnp.sum(weights * (returns + discounts * bootstrap_values))
 
 
 def double_q_bootstrap(q_target_next: jax.Array, q_online_next: jax.Array) -> jax.Array:

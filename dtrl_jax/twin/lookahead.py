@@ -138,4 +138,5 @@ def lookahead_transition(
         returns=returns,
         discounts=discounts,
         next_obs=boot_obs,
+        weights=jnp.full((rollouts,), 1.0 / rollouts, jnp.float32),
     )

@@ -92,4 +92,6 @@ def test_branch_target_averages_branches():
     discounts = jnp.array([0.5, 0.0, 0.25])
     boot = jnp.array([2.0, 10.0, 4.0])
     expected = np.mean([1.0 + 0.5 * 2.0, 2.0, 4.0 + 0.25 * 4.0])
-    np.testing.assert_allclose(branch_target(returns, discounts, boot), expected, rtol=1e-6)
+    np.testing.assert_allclose(branch_target(returns, discounts, boot, jnp.full(3, 1 / 3)), expected, rtol=1e-6)
+    one_hot = branch_target(returns, discounts, boot, jnp.array([0.0, 1.0, 0.0]))
+    assert float(one_hot) == 2.0
