@@ -1,0 +1,392 @@
+"""``MultiUAV-v0`` and ``MultiUAVPartial-v0``: UAVs as movable access points (paper case 2).
+
+Scenario (Cheng et al., IEEE Network 2024, "DT-enhanced DQL for multi-UAV trajectories"): ground users
+in a square area without a base station are served by UAVs flying at a fixed height and speed, all
+starting at one hangar point. OFDM gives every user its own sub-band, so there is no interference; the
+rate of a user-UAV link follows from Friis' free-space law and Shannon's formula, and each user is
+served by the UAV that gives it the highest rate. Every step each UAV moves one of {stay, N, S, E, W};
+the reward is the mean user rate in Mbps; an episode is truncated after ``N = 100`` steps and never
+terminates otherwise (there is no safety failure, so ``info`` has no ``violation`` key).
+
+The paper fixes 10 users, a 500 m x 500 m area, 4 UAVs at 5 m and 8 m/s, p = 100 mW, noise
+-174 dBm/Hz and N = 100. Everything else (slot duration, per-user bandwidth, carrier, hangar position,
+user mobility and layout, observation radius of the partial variant) is our documented choice: each is
+an ``EnvParams`` field whose docstring gives the reason.
+
+Conventions
+-----------
+* Coordinates in metres, ``x`` east and ``y`` north, the area is ``[0, area_size_m]^2``; users are on
+  the ground, UAVs at ``uav_height_m``; link distances are 3-D.
+* Joint action ``a`` in ``[0, 5**num_uavs)``: UAV ``i`` makes move ``(a // 5**i) % 5`` (UAV 0 is the
+  least significant base-5 digit), with moves ``0 = stay, 1 = N (+y), 2 = S (-y), 3 = E (+x),
+  4 = W (-x)``; see :func:`decode_action` / :func:`encode_action`. A UAV flies
+  ``uav_speed_mps * slot_duration_s`` metres per step and is clipped to the area.
+* Order inside a step: UAVs move, users take one random-walk step, then rates (hence reward and
+  observation) are computed at the new positions.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from dtrl_jax._checks import check_number, check_positive_int, is_concrete
+from dtrl_jax.envs.channel import free_space_rate
+from dtrl_jax.envs.registry import build_params, register
+
+_OWNER = "MultiUAVParams"
+NUM_MOVES = 5
+# Unit vectors of the per-UAV moves: stay, N, S, E, W.
+MOVES = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]], np.float32)
+# 5**13 < 2**31 - 1 < 5**14: the joint action index must fit in int32.
+MAX_UAVS = 13
+
+
+@struct.dataclass
+class EnvState(environment.EnvState):
+    """State of ``MultiUAV``.
+
+    Attributes:
+      uav_pos: ``[num_uavs, 2]`` float32 horizontal UAV positions (m).
+      user_pos: ``[num_users, 2]`` float32 user positions (m).
+      time: steps taken in the episode.
+    """
+
+    uav_pos: jax.Array
+    user_pos: jax.Array
+    time: int
+
+
+@struct.dataclass
+class EnvParams(environment.EnvParams):
+    """Parameters of ``MultiUAV-v0`` / ``MultiUAVPartial-v0``.
+
+    ``num_users``, ``num_uavs`` and ``resample_users`` are static (they fix shapes or code paths);
+    every other field is traced, so a stack of params (same static fields) can be vmapped.
+    """
+
+    area_size_m: float = 500.0
+    """Side of the square service area (m). Paper: 500 m x 500 m."""
+    uav_height_m: float = 5.0
+    """UAV flight height (m). Paper: 5 m."""
+    uav_speed_mps: float = 8.0
+    """UAV speed (m/s). Paper: 8 m/s."""
+    slot_duration_s: float = 1.0
+    """Duration of one decision step (s). Our choice (paper silent): 1 s, so a UAV flies 8 m per step
+    and can cross the area (~60 steps) well within the 100-step horizon."""
+    tx_power_w: float = 0.1
+    """Transmit power per link (W). Paper: p = 100 mW."""
+    noise_psd_dbm_hz: float = -174.0
+    """Thermal noise power spectral density (dBm/Hz). Paper: sigma^2 = -174 dBm/Hz."""
+    bandwidth_hz: float = 180e3
+    """Bandwidth of each user's OFDM sub-band (Hz). Our choice (paper silent): 180 kHz, one LTE/NR
+    resource block (12 sub-carriers at 15 kHz). It sets the rate scale (rate ~ bandwidth x spectral
+    efficiency): 5.2 Mbps at 5 m (under a UAV), 3.7 at 100 m, 3.1 at 300 m, the same order as the
+    paper's Fig. 5 (4.5-5.5 Mbps)."""
+    carrier_hz: float = 2.4e9
+    """Carrier frequency (Hz). Our choice (paper silent): 2.4 GHz, the usual UAV/ISM band."""
+    hangar_x_m: float = 250.0
+    """Hangar (common UAV start) x (m). Our choice (paper silent): middle of the south edge, so the
+    UAVs must fly into the area to serve anyone well."""
+    hangar_y_m: float = 0.0
+    """Hangar y (m). See ``hangar_x_m``."""
+    user_speed_std_mps: float = 1.0
+    """Per-axis standard deviation of a user's random-walk velocity (m/s). Our choice (paper silent):
+    pedestrian ~1 m/s Gaussian steps, clipped to the area, so the future is stochastic and worth
+    predicting while the layout stays recognisable over an episode (~10 m drift in 100 s)."""
+    user_seed: int = 0
+    """Seed of the initial user layout (uniform over the area). Our choice: the scenario (layout) is
+    fixed per params, as in the paper's single scenario; different seeds give different scenarios.
+    Ignored when ``resample_users`` is True."""
+    observe_radius_m: float = 150.0
+    """Horizontal sensing radius of each UAV in ``MultiUAVPartial-v0`` (m). Our choice (paper silent):
+    150 m, so from the hangar only nearby users are visible and the fleet must explore to see them all.
+    Unused by the fully observed ``MultiUAV-v0``."""
+    max_steps_in_episode: int = 100
+    """Horizon (steps); the episode is truncated there. Paper: N = 100."""
+    num_users: int = struct.field(pytree_node=False, default=10)
+    """Number of ground users (static: fixes shapes). Paper: 10."""
+    num_uavs: int = struct.field(pytree_node=False, default=4)
+    """Number of UAVs (static: fixes shapes and ``5**num_uavs`` actions). Paper: M = 4."""
+    resample_users: bool = struct.field(pytree_node=False, default=False)
+    """Static. False (default): every reset restores the layout drawn from ``user_seed``. True: each
+    reset draws a fresh uniform layout from the reset key (a distribution over scenarios)."""
+
+
+def validate_params(params: EnvParams) -> None:
+    """Raise ``ValueError`` (``TypeError`` for wrong kinds) naming the first bad field of ``params``."""
+    o = _OWNER
+    check_positive_int(o, "num_users", params.num_users)
+    check_positive_int(o, "num_uavs", params.num_uavs)
+    if params.num_uavs > MAX_UAVS:
+        raise ValueError(
+            f"{o}.num_uavs={params.num_uavs} is out of range; expected an integer in [1, {MAX_UAVS}] "
+            f"(the joint action 5**num_uavs must fit in int32)"
+        )
+    if not isinstance(params.resample_users, (bool, np.bool_)):
+        raise TypeError(f"{o}.resample_users={params.resample_users!r}: expected a bool")
+    check_number(o, "area_size_m", params.area_size_m, low=0.0, low_open=True)
+    check_number(o, "uav_height_m", params.uav_height_m, low=0.0)
+    check_number(o, "uav_speed_mps", params.uav_speed_mps, low=0.0, low_open=True)
+    check_number(o, "slot_duration_s", params.slot_duration_s, low=0.0, low_open=True)
+    check_number(o, "tx_power_w", params.tx_power_w, low=0.0, low_open=True)
+    check_number(o, "noise_psd_dbm_hz", params.noise_psd_dbm_hz, low=-300.0, high=0.0)
+    check_number(o, "bandwidth_hz", params.bandwidth_hz, low=0.0, low_open=True)
+    check_number(o, "carrier_hz", params.carrier_hz, low=0.0, low_open=True)
+    area = params.area_size_m
+    area_high = float(np.max(np.asarray(area))) if is_concrete(area) else None
+    check_number(o, "hangar_x_m", params.hangar_x_m, low=0.0, high=area_high)
+    check_number(o, "hangar_y_m", params.hangar_y_m, low=0.0, high=area_high)
+    check_number(o, "user_speed_std_mps", params.user_speed_std_mps, low=0.0)
+    check_number(o, "user_seed", params.user_seed, low=0, high=2**31 - 1, integer=True)
+    check_number(o, "observe_radius_m", params.observe_radius_m, low=0.0, low_open=True)
+    check_number(o, "max_steps_in_episode", params.max_steps_in_episode, low=1, integer=True)
+
+
+def decode_action(action: jax.Array, num_uavs: int) -> jax.Array:
+    """Joint action index -> ``[num_uavs]`` int32 per-UAV moves (base-5 digits, UAV 0 least significant)."""
+    powers = jnp.asarray(NUM_MOVES ** np.arange(num_uavs), jnp.int32)
+    return (jnp.asarray(action, jnp.int32) // powers) % NUM_MOVES
+
+
+def encode_action(moves) -> jax.Array:
+    """Per-UAV moves ``[..., num_uavs]`` -> joint action index (inverse of :func:`decode_action`)."""
+    moves = jnp.asarray(moves, jnp.int32)
+    powers = jnp.asarray(NUM_MOVES ** np.arange(moves.shape[-1]), jnp.int32)
+    return jnp.sum(moves * powers, axis=-1)
+
+
+def rate_matrix_bps(uav_pos: jax.Array, user_pos: jax.Array, params: EnvParams) -> jax.Array:
+    """``[num_users, num_uavs]`` achievable rates (bit/s) from 3-D user-UAV distances."""
+    diff = user_pos[:, None, :] - uav_pos[None, :, :]
+    dist = jnp.sqrt(jnp.sum(diff**2, axis=-1) + jnp.asarray(params.uav_height_m, jnp.float32) ** 2)
+    return free_space_rate(
+        dist,
+        tx_power_w=params.tx_power_w,
+        bandwidth_hz=params.bandwidth_hz,
+        carrier_hz=params.carrier_hz,
+        noise_psd_dbm_hz=params.noise_psd_dbm_hz,
+    )
+
+
+def user_rates_mbps(uav_pos: jax.Array, user_pos: jax.Array, params: EnvParams) -> jax.Array:
+    """``[num_users]`` rate (Mbps) of each user from its best UAV (max over the rate matrix)."""
+    return jnp.max(rate_matrix_bps(uav_pos, user_pos, params), axis=1) * 1e-6
+
+
+def initial_user_positions(key: jax.Array, params: EnvParams) -> jax.Array:
+    """``[num_users, 2]`` uniform layout over the area drawn from ``key``."""
+    u = jax.random.uniform(key, (params.num_users, 2), jnp.float32)
+    return u * jnp.asarray(params.area_size_m, jnp.float32)
+
+
+class MultiUAV(environment.Environment[EnvState, EnvParams]):
+    """``MultiUAV-v0``: UAV trajectories maximising the mean user rate, fully observed.
+
+    Observation (float32, every entry in ``[0, 1]``), length ``2 * num_uavs + 2 * num_users + 1``::
+
+        [ uav_pos / area   (num_uavs x (x, y), row-major),
+          user_pos / area  (num_users x (x, y), row-major),
+          time / max_steps_in_episode ]
+
+    Global-observation contract (``share_global_obs``): every variant implements
+    ``global_observation(state, params) -> float32 vector``, the fully observed observation above for
+    ``state``. The training loop reads it from the twin's identical domain (which mirrors the physical
+    state) and concatenates it to the agent's own observation. For this fully observed variant it equals
+    ``get_obs``; for ``MultiUAVPartial-v0`` it is the information the partial observation hides.
+
+    Args:
+      num_users, num_uavs: shape defaults carried by ``default_params`` (and hence ``num_actions``);
+        ``None`` keeps the paper's 10 users and 4 UAVs. Params passed to ``step``/``reset`` must have
+        the same shape fields as the env was built with for ``num_actions`` to be right.
+    """
+
+    def __init__(self, num_users: int | None = None, num_uavs: int | None = None):
+        super().__init__()
+        defaults = EnvParams()
+        self.num_users = defaults.num_users if num_users is None else num_users
+        self.num_uavs = defaults.num_uavs if num_uavs is None else num_uavs
+        check_positive_int(_OWNER, "num_users", self.num_users)
+        check_positive_int(_OWNER, "num_uavs", self.num_uavs)
+
+    @property
+    def default_params(self) -> EnvParams:
+        return EnvParams(num_users=self.num_users, num_uavs=self.num_uavs)
+
+    # ----------------------------------------------------------------- dynamics
+    def step_env(
+        self,
+        key: jax.Array,
+        state: EnvState,
+        action: int | float | jax.Array,
+        params: EnvParams,
+    ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
+        """Move the UAVs by ``action``, random-walk the users, reward the mean best rate (Mbps)."""
+        area = jnp.asarray(params.area_size_m, jnp.float32)
+        moves = decode_action(action, params.num_uavs)
+        step_m = jnp.asarray(params.uav_speed_mps * params.slot_duration_s, jnp.float32)
+        uav_pos = jnp.clip(state.uav_pos + jnp.asarray(MOVES)[moves] * step_m, 0.0, area)
+
+        sigma = jnp.asarray(params.user_speed_std_mps * params.slot_duration_s, jnp.float32)
+        noise = jax.random.normal(key, state.user_pos.shape, jnp.float32)
+        user_pos = jnp.clip(state.user_pos + sigma * noise, 0.0, area)
+
+        rates = user_rates_mbps(uav_pos, user_pos, params)
+        reward = jnp.mean(rates).astype(jnp.float32)
+        new_state = EnvState(uav_pos=uav_pos, user_pos=user_pos, time=state.time + 1)
+        terminated = self.is_terminated(new_state, params)
+        info = {
+            "mean_rate_mbps": reward,
+            "min_rate_mbps": jnp.min(rates).astype(jnp.float32),
+        }
+        return (
+            jax.lax.stop_gradient(self.get_obs(new_state, params)),
+            jax.lax.stop_gradient(new_state),
+            reward,
+            terminated,
+            info,
+        )
+
+    def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+        """UAVs at the hangar; users at the ``user_seed`` layout (or a fresh one if ``resample_users``)."""
+        layout_key = key if params.resample_users else jax.random.key(params.user_seed)
+        user_pos = initial_user_positions(layout_key, params)
+        hangar = jnp.stack(
+            [jnp.asarray(params.hangar_x_m, jnp.float32), jnp.asarray(params.hangar_y_m, jnp.float32)]
+        )
+        uav_pos = jnp.broadcast_to(hangar, (params.num_uavs, 2))
+        state = EnvState(uav_pos=uav_pos, user_pos=user_pos, time=0)
+        return self.get_obs(state, params), state
+
+    # ------------------------------------------------------------- observation
+    def global_observation(self, state: EnvState, params: EnvParams | None = None) -> jax.Array:
+        """Fully observed observation of ``state`` (see the class docstring for the layout)."""
+        if params is None:
+            params = self.default_params
+        area = jnp.asarray(params.area_size_m, jnp.float32)
+        t = jnp.asarray(state.time, jnp.float32) / jnp.asarray(params.max_steps_in_episode, jnp.float32)
+        return jnp.concatenate(
+            [
+                (state.uav_pos / area).reshape(-1),
+                (state.user_pos / area).reshape(-1),
+                t[None],
+            ]
+        ).astype(jnp.float32)
+
+    def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
+        """Agent observation; for the fully observed variant, the global observation."""
+        return self.global_observation(state, params)
+
+    def observation_size(self, params: EnvParams) -> int:
+        """Length of the agent observation vector."""
+        return 2 * params.num_uavs + 2 * params.num_users + 1
+
+    def global_observation_size(self, params: EnvParams) -> int:
+        """Length of :meth:`global_observation`."""
+        return 2 * params.num_uavs + 2 * params.num_users + 1
+
+    def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """Never: this environment has no failure state and only truncates at the horizon."""
+        return jnp.array(False)
+
+    # ------------------------------------------------------------------ spaces
+    @property
+    def name(self) -> str:
+        return "MultiUAV-v0"
+
+    @property
+    def num_actions(self) -> int:
+        return NUM_MOVES**self.num_uavs
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
+        """Joint action over all UAVs: ``Discrete(5 ** num_uavs)``."""
+        n = self.num_uavs if params is None else params.num_uavs
+        return spaces.Discrete(NUM_MOVES**n)
+
+    def observation_space(self, params: EnvParams) -> spaces.Box:
+        """Box ``[0, 1]^observation_size`` (float32)."""
+        return spaces.Box(0.0, 1.0, (self.observation_size(params),), jnp.float32)
+
+    def state_space(self, params: EnvParams) -> spaces.Dict:
+        area = params.area_size_m
+        return spaces.Dict(
+            {
+                "uav_pos": spaces.Box(0.0, area, (params.num_uavs, 2), jnp.float32),
+                "user_pos": spaces.Box(0.0, area, (params.num_users, 2), jnp.float32),
+                "time": spaces.Discrete(params.max_steps_in_episode),
+            }
+        )
+
+
+class MultiUAVPartial(MultiUAV):
+    """``MultiUAVPartial-v0``: same dynamics as ``MultiUAV-v0``; each UAV senses users within a radius.
+
+    A user is visible when its horizontal distance to at least one UAV is ``<= observe_radius_m``
+    (the fleet pools what its UAVs sense). Observation (float32 in ``[0, 1]``), fixed length
+    ``2 * num_uavs + 3 * num_users + 1``::
+
+        [ uav_pos / area                     (num_uavs x (x, y)),
+          visible * user_pos / area          (num_users x (x, y); zeros for unseen users),
+          visible                            (num_users flags, 1.0 = seen),
+          time / max_steps_in_episode ]
+
+    ``global_observation(state, params)`` returns the fully observed ``MultiUAV-v0`` observation of the
+    same state (length ``2 * num_uavs + 2 * num_users + 1``): the training loop reads it from the twin's
+    identical domain and concatenates it to this observation (``share_global_obs``), turning the POMDP
+    into an MDP.
+    """
+
+    def visibility(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """``[num_users]`` bool: user within ``observe_radius_m`` (horizontal) of at least one UAV."""
+        diff = state.user_pos[:, None, :] - state.uav_pos[None, :, :]
+        d2 = jnp.sum(diff**2, axis=-1)
+        r = jnp.asarray(params.observe_radius_m, jnp.float32)
+        return jnp.any(d2 <= r * r, axis=1)
+
+    def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
+        """Masked observation (see the class docstring for the layout)."""
+        if params is None:
+            params = self.default_params
+        area = jnp.asarray(params.area_size_m, jnp.float32)
+        vis = self.visibility(state, params).astype(jnp.float32)
+        t = jnp.asarray(state.time, jnp.float32) / jnp.asarray(params.max_steps_in_episode, jnp.float32)
+        return jnp.concatenate(
+            [
+                (state.uav_pos / area).reshape(-1),
+                (state.user_pos / area * vis[:, None]).reshape(-1),
+                vis,
+                t[None],
+            ]
+        ).astype(jnp.float32)
+
+    def observation_size(self, params: EnvParams) -> int:
+        return 2 * params.num_uavs + 3 * params.num_users + 1
+
+    @property
+    def name(self) -> str:
+        return "MultiUAVPartial-v0"
+
+
+def _factory(env_cls: type[MultiUAV]):
+    def factory(**overrides: Any) -> tuple[MultiUAV, EnvParams]:
+        params = build_params(EnvParams, overrides, validate_params)
+        return env_cls(num_users=params.num_users, num_uavs=params.num_uavs), params
+
+    return factory
+
+
+register(
+    "MultiUAV-v0",
+    _factory(MultiUAV),
+    "4 UAVs fly from a hangar to serve 10 random-walking users (Friis/OFDM); reward = mean rate, Mbps",
+)
+register(
+    "MultiUAVPartial-v0",
+    _factory(MultiUAVPartial),
+    "MultiUAV-v0 where each UAV senses only users within observe_radius_m; global obs via the twin",
+)

@@ -1,0 +1,358 @@
+"""Tests of ``MultiUAV-v0`` / ``MultiUAVPartial-v0`` (dtrl_jax/envs/multi_uav.py)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import dtrl_jax as dt
+from dtrl_jax.envs import multi_uav as mu
+
+INFO_KEYS = {"mean_rate_mbps", "min_rate_mbps", "terminated", "truncated", "final_observation"}
+
+
+@pytest.fixture(scope="module")
+def full():
+    return dt.make("MultiUAV-v0")
+
+
+@pytest.fixture(scope="module")
+def partial():
+    return dt.make("MultiUAVPartial-v0")
+
+
+def np_mean_best_rate_mbps(uav_xy, user_xy, p) -> tuple[float, float]:
+    """Independent NumPy (float64) recomputation: Friis + Shannon, best UAV per user."""
+    uav_xy = np.asarray(uav_xy, np.float64)
+    user_xy = np.asarray(user_xy, np.float64)
+    d2 = ((user_xy[:, None, :] - uav_xy[None, :, :]) ** 2).sum(-1) + p.uav_height_m**2
+    d = np.maximum(np.sqrt(d2), 1.0)
+    lam = 299_792_458.0 / p.carrier_hz
+    gain = (lam / (4 * np.pi * d)) ** 2
+    noise = 10 ** ((p.noise_psd_dbm_hz - 30) / 10) * p.bandwidth_hz
+    rate = p.bandwidth_hz * np.log2(1 + p.tx_power_w * gain / noise)
+    best = rate.max(axis=1) / 1e6
+    return best.mean(), best.min()
+
+
+# one compiled step_env (no auto-reset) shared by the hand-built-state tests
+_STEP_ENV = jax.jit(mu.MultiUAV().step_env)
+
+
+def make_state(uav_xy, user_xy, time=0):
+    return mu.EnvState(
+        uav_pos=jnp.asarray(uav_xy, jnp.float32),
+        user_pos=jnp.asarray(user_xy, jnp.float32),
+        time=jnp.int32(time),
+    )
+
+
+# ----------------------------------------------------------------------------- registry / api
+def test_registered_defaults_and_spaces(full, partial):
+    envs = dt.registered_envs()
+    assert "MultiUAV-v0" in envs and "MultiUAVPartial-v0" in envs
+    env, p = full
+    penv, pp = partial
+    assert env.name == "MultiUAV-v0" and penv.name == "MultiUAVPartial-v0"
+    assert (p.num_users, p.num_uavs, p.max_steps_in_episode) == (10, 4, 100)
+    assert (p.area_size_m, p.uav_height_m, p.uav_speed_mps, p.tx_power_w) == (500.0, 5.0, 8.0, 0.1)
+    assert p.noise_psd_dbm_hz == -174.0
+    assert env.num_actions == 625 and env.action_space(p).n == 625
+    assert env.observation_space(p).shape == (2 * 4 + 2 * 10 + 1,)
+    assert penv.observation_space(pp).shape == (2 * 4 + 3 * 10 + 1,)
+    # shape fields are static, others traced
+    leaves = jax.tree_util.tree_leaves(p)
+    assert len(leaves) == 14
+
+
+def test_non_default_shapes():
+    env, p = dt.make("MultiUAVPartial-v0", num_uavs=2, num_users=3)
+    assert env.num_actions == 25 and env.action_space(p).n == 25
+    obs, s = env.reset(jax.random.key(0), p)
+    assert obs.shape == (2 * 2 + 3 * 3 + 1,) and s.uav_pos.shape == (2, 2) and s.user_pos.shape == (3, 2)
+    obs, s, r, te, tr, info = env.step(jax.random.key(1), s, 24, p)
+    assert obs.shape == (14,) and env.global_observation(s, p).shape == (2 * 2 + 2 * 3 + 1,)
+
+
+# ----------------------------------------------------------------------------- jit / vmap
+def test_jit_reset_step(full):
+    env, p = full
+    obs, s = jax.jit(env.reset)(jax.random.key(0), p)
+    assert obs.dtype == jnp.float32 and obs.shape == (29,)
+    assert env.observation_space(p).contains(obs)
+    np.testing.assert_allclose(s.uav_pos, np.tile([[250.0, 0.0]], (4, 1)))
+    out = jax.jit(env.step)(jax.random.key(1), s, jnp.int32(7), p)
+    assert len(out) == 6
+    obs, s2, r, te, tr, info = out
+    assert set(info) == INFO_KEYS and "violation" not in info
+    assert r.dtype == jnp.float32 and r.shape == ()
+    assert obs.dtype == jnp.float32 and s2.uav_pos.dtype == jnp.float32
+    assert not bool(te) and not bool(tr) and int(s2.time) == 1
+    assert float(r) == pytest.approx(float(info["mean_rate_mbps"]))
+    assert 0.0 < float(info["min_rate_mbps"]) <= float(r)
+
+
+def test_vmap_1024_keys_invariants_and_same_dynamics(full, partial):
+    env, p = full
+    penv, pp = partial
+    keys = jax.random.split(jax.random.key(3), 1024)
+
+    @jax.jit
+    @jax.vmap
+    def run(k):
+        k0, k1, k2 = jax.random.split(k, 3)
+        a = env.action_space(p).sample(k1)
+        _, s = env.reset(k0, p)
+        _, ps = penv.reset(k0, pp)
+        out = env.step(k2, s, a, p)
+        pout = penv.step(k2, ps, a, pp)
+        return out, pout, penv.global_observation(pout[1], pp)
+
+    (obs, s, r, te, tr, info), (pobs, ps, pr, pte, ptr, pinfo), pglobal = run(keys)
+    assert obs.shape == (1024, 29) and pobs.shape == (1024, 39) and r.shape == (1024,)
+    for o in (obs, pobs):
+        assert bool(jnp.all((o >= 0) & (o <= 1)))
+    for pos in (s.uav_pos, s.user_pos):
+        assert bool(jnp.all((pos >= 0) & (pos <= p.area_size_m)))
+    assert bool(jnp.all(jnp.isfinite(r) & (r > 0)))
+    assert bool(jnp.all(info["min_rate_mbps"] <= r + 1e-6))
+    assert not bool(jnp.any(te | pte)) and not bool(jnp.any(tr | ptr))
+    # the layout is fixed by user_seed (resample_users=False): users start identical, then random-walk
+    assert float(jnp.std(s.user_pos, axis=0).max()) < 5.0
+    assert float(jnp.std(s.user_pos, axis=0).min()) > 0.0
+    # same dynamics and reward; the partial env's global observation is the full env's observation
+    np.testing.assert_array_equal(ps.uav_pos, s.uav_pos)
+    np.testing.assert_array_equal(ps.user_pos, s.user_pos)
+    np.testing.assert_array_equal(pr, r)
+    np.testing.assert_array_equal(pglobal, obs)
+    assert pglobal.dtype == jnp.float32
+
+
+def test_vmap_over_params_stack(full):
+    env, p = full
+    ps = [
+        p.replace(area_size_m=a, uav_speed_mps=v, user_seed=sd, hangar_x_m=a / 2, bandwidth_hz=b)
+        for a, v, sd, b in [(500.0, 8.0, 0, 180e3), (200.0, 4.0, 1, 1e6), (1000.0, 20.0, 2, 20e3)]
+    ]
+    for q in ps:
+        mu.validate_params(q)
+    stack = jax.tree_util.tree_map(lambda *x: jnp.stack([jnp.asarray(v) for v in x]), *ps)
+    action = mu.encode_action(jnp.array([1, 1, 1, 1]))  # all north
+
+    @jax.jit
+    @jax.vmap
+    def run(k, q):
+        obs, s = env.reset(k, q)
+        return env.step(k, s, action, q)
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    obs, s, r, te, tr, info = run(keys, stack)
+    for i, q in enumerate(ps):
+        np.testing.assert_allclose(s.uav_pos[i], np.tile([[q.area_size_m / 2, q.uav_speed_mps]], (4, 1)))
+        assert bool(jnp.all((s.user_pos[i] >= 0) & (s.user_pos[i] <= q.area_size_m)))
+        mean, _ = np_mean_best_rate_mbps(s.uav_pos[i], s.user_pos[i], q)
+        np.testing.assert_allclose(float(r[i]), mean, rtol=1e-5)
+        np.testing.assert_allclose(obs[i][:8], np.asarray(s.uav_pos[i]).reshape(-1) / q.area_size_m,
+                                   rtol=1e-6)
+    assert len({float(x) for x in r}) == 3
+
+
+# ----------------------------------------------------------------------------- dynamics
+def test_action_decoding_by_hand():
+    cases = {0: [0, 0, 0, 0], 1: [1, 0, 0, 0], 5: [0, 1, 0, 0], 624: [4, 4, 4, 4], 513: [3, 2, 0, 4]}
+    for a, moves in cases.items():
+        np.testing.assert_array_equal(mu.decode_action(a, 4), moves)
+        assert int(mu.encode_action(moves)) == a
+    every = jnp.arange(625)
+    decoded = jax.vmap(lambda a: mu.decode_action(a, 4))(every)
+    np.testing.assert_array_equal(mu.encode_action(decoded), every)
+
+
+def test_moves_and_clipping(full):
+    env, p = full
+    p = p.replace(user_speed_std_mps=0.0)
+    uav = [[100.0, 100.0], [100.0, 100.0], [100.0, 100.0], [0.0, 500.0]]
+    users = np.full((10, 2), 250.0)
+    # 513 = UAV0 east, UAV1 south, UAV2 stay, UAV3 west (clipped at x = 0)
+    _, s, *_ = _STEP_ENV(jax.random.key(0), make_state(uav, users), 513, p)
+    np.testing.assert_allclose(s.uav_pos, [[108.0, 100.0], [100.0, 92.0], [100.0, 100.0], [0.0, 500.0]])
+    # 1 + 5 + 25 + 125 = all north: UAV3 clipped at y = 500
+    _, s, *_ = _STEP_ENV(jax.random.key(0), make_state(uav, users), 156, p)
+    np.testing.assert_allclose(s.uav_pos, [[100.0, 108.0]] * 3 + [[0.0, 500.0]])
+    np.testing.assert_allclose(s.user_pos, users)
+
+
+def test_reward_matches_numpy_for_hand_built_layout(full):
+    env, p = full
+    p = p.replace(user_speed_std_mps=0.0)
+    uav = [[50.0, 50.0], [450.0, 50.0], [250.0, 250.0], [250.0, 480.0]]
+    users = [[50.0, 50.0], [60.0, 40.0], [400.0, 100.0], [250.0, 300.0], [10.0, 490.0],
+             [490.0, 490.0], [250.0, 480.0], [300.0, 200.0], [0.0, 0.0], [500.0, 250.0]]
+    _, s, r, te, info = _STEP_ENV(jax.random.key(0), make_state(uav, users), 0, p)
+    mean, mn = np_mean_best_rate_mbps(uav, users, p)
+    np.testing.assert_allclose(float(r), mean, rtol=1e-5)
+    np.testing.assert_allclose(float(info["min_rate_mbps"]), mn, rtol=1e-5)
+    rates = np.asarray(mu.rate_matrix_bps(s.uav_pos, s.user_pos, p))
+    assert rates.shape == (10, 4) and np.all(rates >= 0)
+    # user 0 sits under UAV 0 (3-D distance 5 m) and is served by it
+    assert np.argmax(rates[0]) == 0
+    # a wider band raises the rate scale
+    _, _, r_wide, _, _ = _STEP_ENV(jax.random.key(0), make_state(uav, users), 0,
+                                      p.replace(bandwidth_hz=360e3))
+    assert float(r_wide) > float(r)
+
+
+def test_truncation_at_100_and_auto_reset(full, partial):
+    env, p = full
+    penv, pp = partial
+
+    @jax.jit
+    def episode(key):
+        obs, s = env.reset(key, p)
+
+        def body(s, k):
+            ka, ks = jax.random.split(k)
+            a = jax.random.randint(ka, (), 0, env.num_actions)
+            obs, s2, r, te, tr, info = env.step(ks, s, a, p)
+            return s2, (obs, s2, r, te, tr, info["final_observation"])
+
+        return jax.lax.scan(body, s, jax.random.split(key, 150))[1]
+
+    obs, states, r, te, tr, final_obs = episode(jax.random.key(5))
+    tr = np.asarray(tr)
+    t = np.asarray(states.time)
+    assert not np.any(np.asarray(te))
+    assert np.flatnonzero(tr).tolist() == [99]
+    np.testing.assert_array_equal(t[:99], np.arange(1, 100))
+    assert t[99] == 0 and t[100] == 1
+    np.testing.assert_allclose(states.uav_pos[99], np.tile([[p.hangar_x_m, p.hangar_y_m]], (4, 1)))
+    assert float(final_obs[99][-1]) == pytest.approx(1.0) and float(obs[99][-1]) == 0.0
+    assert bool(jnp.all(r > 0))
+    # global-observation contract along the whole trajectory (auto-reset included), both variants
+    g_full = jax.vmap(lambda s: env.global_observation(s, p))(states)
+    g_part = jax.vmap(lambda s: penv.global_observation(s, pp))(states)
+    # (to float32 rounding: XLA may fuse the reset's layout draw with its normalisation)
+    np.testing.assert_allclose(g_full, obs, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(g_part, g_full)
+
+
+def test_resample_users_flag(full):
+    env, p = full
+    keys = jax.random.split(jax.random.key(0), 2)
+    _, a = env.reset(keys[0], p)
+    _, b = env.reset(keys[1], p)
+    np.testing.assert_array_equal(a.user_pos, b.user_pos)
+    _, c = env.reset(keys[0], p.replace(user_seed=1))
+    assert not np.allclose(a.user_pos, c.user_pos)
+    q = p.replace(resample_users=True)
+    _, a = env.reset(keys[0], q)
+    _, b = env.reset(keys[1], q)
+    assert not np.allclose(a.user_pos, b.user_pos)
+
+
+# ----------------------------------------------------------------------------- observations
+def test_partial_obs_masks_users_outside_radius(partial):
+    env, p = partial
+    assert p.observe_radius_m == 150.0
+    uav = [[250.0, 0.0]] * 4
+    users = [[250.0, 100.0], [250.0, 200.0], [100.0, 0.0], [90.0, 0.0], [350.0, 100.0],
+             [400.0, 400.0], [250.0, 149.0], [0.0, 500.0], [260.0, 10.0], [500.0, 500.0]]
+    state = make_state(uav, users, time=25)
+    obs = np.asarray(env.get_obs(state, p))
+    d = np.hypot(*(np.asarray(users) - [250.0, 0.0]).T)
+    vis = d <= 150.0
+    assert vis.tolist() == [True, False, True, False, True, False, True, False, True, False]
+    assert obs.shape == (39,)
+    np.testing.assert_allclose(obs[:8], np.asarray(uav).reshape(-1) / 500.0)
+    user_feat = obs[8:28].reshape(10, 2)
+    np.testing.assert_allclose(user_feat[vis], np.asarray(users)[vis] / 500.0, rtol=1e-6)
+    np.testing.assert_array_equal(user_feat[~vis], 0.0)
+    np.testing.assert_array_equal(obs[28:38], vis.astype(np.float32))
+    assert obs[38] == pytest.approx(0.25)
+    # moving a UAV next to a hidden user reveals it
+    state2 = make_state([[250.0, 0.0]] * 3 + [[500.0, 500.0]], users)
+    assert bool(env.visibility(state2, p)[9]) and bool(env.visibility(state2, p)[5])
+
+
+def test_partial_hides_users_at_reset(partial):
+    penv, pp = partial
+    o, s = penv.reset(jax.random.key(0), pp)
+    vis = np.asarray(o[28:38])
+    assert 0 < vis.sum() < 10  # from the hangar some users are out of sight
+    g = np.asarray(penv.global_observation(s, pp))
+    assert g.shape == (29,) and np.all(g[8:28] > 0)  # the global observation shows them all
+
+
+# ----------------------------------------------------------------------------- property test
+_ENV = mu.MultiUAV()
+
+
+@jax.jit
+def _reset_step(key, params, action):
+    obs, s = _ENV.reset(key, params)
+    return _ENV.step(key, s, action, params)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    area=st.floats(50.0, 2000.0),
+    height=st.floats(0.0, 100.0),
+    speed=st.floats(0.1, 50.0),
+    slot=st.floats(0.1, 5.0),
+    power=st.floats(1e-3, 10.0),
+    bandwidth=st.floats(1e3, 1e7),
+    carrier=st.floats(1e8, 1e11),
+    hx=st.floats(0.0, 1.0),
+    hy=st.floats(0.0, 1.0),
+    user_std=st.floats(0.0, 5.0),
+    seed=st.integers(0, 2**31 - 1),
+    radius=st.floats(1.0, 1000.0),
+    action=st.integers(0, 624),
+)
+def test_property_random_params(area, height, speed, slot, power, bandwidth, carrier, hx, hy,
+                                user_std, seed, radius, action):
+    env, p = dt.make(
+        "MultiUAV-v0", area_size_m=area, uav_height_m=height, uav_speed_mps=speed,
+        slot_duration_s=slot, tx_power_w=power, bandwidth_hz=bandwidth, carrier_hz=carrier,
+        hangar_x_m=hx * area, hangar_y_m=hy * area, user_speed_std_mps=user_std, user_seed=seed,
+        observe_radius_m=radius,
+    )
+    obs, s, r, te, tr, info = _reset_step(jax.random.key(seed % 1000), p, jnp.int32(action))
+    assert np.all(np.isfinite(obs)) and np.all((obs >= 0) & (obs <= 1))
+    for pos in (s.uav_pos, s.user_pos):
+        assert bool(jnp.all((pos >= 0) & (pos <= jnp.float32(area))))
+    moved = np.abs(np.asarray(s.uav_pos) - [hx * area, hy * area]).sum(-1)
+    assert np.all(moved <= speed * slot * (1 + 1e-5) + 1e-3)
+    assert np.isfinite(float(r)) and float(r) >= 0.0 and float(info["min_rate_mbps"]) >= 0.0
+    mean, _ = np_mean_best_rate_mbps(s.uav_pos, s.user_pos, p)
+    np.testing.assert_allclose(float(r), mean, rtol=1e-4, atol=1e-6)
+    assert not bool(te) and not bool(tr)
+
+
+# ----------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "overrides, field",
+    [
+        ({"uav_spead_mps": 8.0}, "uav_spead_mps"),
+        ({"uav_speed_mps": -8.0}, "uav_speed_mps"),
+        ({"hangar_x_m": 600.0}, "hangar_x_m"),
+        ({"hangar_y_m": -1.0}, "hangar_y_m"),
+        ({"area_size_m": 0.0}, "area_size_m"),
+        ({"tx_power_w": 0.0}, "tx_power_w"),
+        ({"bandwidth_hz": -1.0}, "bandwidth_hz"),
+        ({"observe_radius_m": 0.0}, "observe_radius_m"),
+        ({"user_seed": -1}, "user_seed"),
+        ({"max_steps_in_episode": 0}, "max_steps_in_episode"),
+        ({"num_uavs": 0}, "num_uavs"),
+        ({"num_uavs": 14}, "num_uavs"),
+        ({"slot_duration_s": float("nan")}, "slot_duration_s"),
+    ],
+)
+def test_bad_params_raise(overrides, field):
+    for env_id in ("MultiUAV-v0", "MultiUAVPartial-v0"):
+        with pytest.raises(ValueError, match=field):
+            dt.make(env_id, **overrides)
