@@ -41,8 +41,8 @@ class TwinConfig:
     """The digital space: D digital domains that twin the physical environment and agent.
 
     Domain 0 is the identical domain (mirrors the physical state every step); the others are
-    different domains. In this version every domain is a perfect twin synchronised with the physical
-    state at every step. Every feature is off or neutral by default; only ``num_domains`` is set.
+    different domains, synchronised every ``sync_every`` steps. Every feature is off or neutral by
+    default; only ``num_domains`` is set. See ``dtrl_jax.twin.space`` for the exact semantics.
     """
 
     num_domains: int = _static(1, "Number D of digital domains (the vmap axis of the digital space); >= 1.")
@@ -80,6 +80,47 @@ class TwinConfig:
         "Capacity of the twin storage (all trial domains together) for DQN; None = the agent's "
         "buffer_size.",
     )
+    sync_every: int = _static(
+        1,
+        "Different domains copy the physical state every sync_every physical steps and otherwise "
+        "simulate the physical agent's actions on their own (their trials and rollouts start from "
+        "their own states); 1 = always synchronised. The identical domain 0 mirrors every step.",
+    )
+    state_noise_std: float = _traced(
+        0.0, "Std of Gaussian noise added to every float leaf of the state copied at each sync; >= 0."
+    )
+    obs_noise_std: float = _traced(
+        0.0,
+        "Std of Gaussian noise on the twin's observations (trial transitions and look-ahead bootstrap "
+        "observations); >= 0; float observations only.",
+    )
+    average_rollouts: bool = _static(
+        True,
+        "Average the look-ahead target over the M domains (the paper's mitigation of twin noise); "
+        "False uses one randomly chosen domain's rollout per transition.",
+    )
+    ready_after: int = _traced(
+        0,
+        "Construction delay: physical steps before any twin feature is used; before that the loop is "
+        "exactly physical RL. >= 0.",
+    )
+    build_steps: int = _traced(
+        0,
+        "Length of the twin's build period in physical steps: extra state noise build_noise_std at "
+        "step 0 decays linearly to 0 over it. 0 = no build schedule.",
+    )
+    build_noise_std: float = _traced(0.0, "Extra state-noise std at step 0 of the build period; >= 0.")
+    shield: bool = _static(
+        False,
+        "Safe exploration: an exploratory physical action is first tried in the identical domain; if "
+        "the twin shows info['violation'], the greedy action is taken instead. Needs an env whose "
+        "info has 'violation'.",
+    )
+    share_global_obs: bool = _static(
+        False,
+        "Augment the agent's observation with the global observation read from the identical domain "
+        "(env.global_observation); zeros until the twin is ready. Needs an env that offers it.",
+    )
 
     def __post_init__(self):
         o = "TwinConfig"
@@ -102,6 +143,15 @@ class TwinConfig:
             check_number(o, "twin_data_fraction", self.twin_data_fraction, low=0.0, high=1.0)
         if self.twin_buffer_size is not None:
             check_positive_int(o, "twin_buffer_size", self.twin_buffer_size)
+        check_positive_int(o, "sync_every", self.sync_every)
+        check_number(o, "state_noise_std", self.state_noise_std, low=0.0)
+        check_number(o, "obs_noise_std", self.obs_noise_std, low=0.0)
+        check_number(o, "ready_after", self.ready_after, low=0, integer=True)
+        check_number(o, "build_steps", self.build_steps, low=0, integer=True)
+        check_number(o, "build_noise_std", self.build_noise_std, low=0.0)
+        for flag in ("average_rollouts", "shield", "share_global_obs"):
+            if not isinstance(getattr(self, flag), bool):
+                raise TypeError(f"{o}.{flag}={getattr(self, flag)!r}: expected a bool")
 
     @property
     def uses_trials(self) -> bool:
@@ -110,6 +160,11 @@ class TwinConfig:
     @property
     def uses_lookahead(self) -> bool:
         return self.lookahead > 1
+
+    @property
+    def uses_domains(self) -> bool:
+        """Whether any feature needs the digital domains to run at all."""
+        return self.uses_trials or self.uses_lookahead or self.shield
 
     @property
     def branches(self) -> int:

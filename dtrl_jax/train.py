@@ -9,9 +9,12 @@ bottom, the program is::
       scan over logging intervals:                      (metrics: one row per interval)
         scan over vectorised physical steps:
           epsilon-greedy physical action a_t from the agent's Q(s_t)
+          shield, if on: an exploratory a_t the identical domain flags as a violation -> greedy
           physical step -> (s_{t+1}, r_t, terminated, truncated, info)
-          twin, if on:  trials of n - 1 other actions from s_t in n - 1 domains
-                        M look-ahead rollouts of k - 1 steps from s_{t+1}  -> averaged k-step target
+          twin, if on and ready:
+            trials of n - 1 other actions from the domains' estimates of s_t
+            advance the domains to s_{t+1} (copy = sync, or simulate between syncs)
+            M look-ahead rollouts of k - 1 steps from them -> averaged k-step target
           agent.learn(physical transitions, twin transitions)   (tabular update or replay + SGD)
           episode bookkeeping (returns, violations)
 
@@ -30,12 +33,19 @@ from flax import struct
 from gymnax.environments import spaces
 
 from dtrl_jax.agents.dqn import DQNAgent
-from dtrl_jax.agents.exploration import epsilon_greedy, greedy_action, linear_epsilon
+from dtrl_jax.agents.exploration import (
+    epsilon_greedy,
+    explore_flags_and_actions,
+    greedy_action,
+    linear_epsilon,
+)
 from dtrl_jax.agents.tabular import TabularQAgent
 from dtrl_jax.config import DQNConfig, QLearningConfig
+from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import Transition, one_step_transition
-from dtrl_jax.twin.lookahead import lookahead_transition
-from dtrl_jax.twin.trials import run_action_trials
+from dtrl_jax.twin.global_obs import GlobalObservation
+from dtrl_jax.twin.noise import state_noise_std
+from dtrl_jax.twin.space import DigitalSpace
 
 METRIC_NAMES = (
     "physical_steps",
@@ -47,6 +57,9 @@ METRIC_NAMES = (
     "updates",
     "epsilon",
     "violations",
+    "shielded",
+    "twin_ready",
+    "sync_events",
 )
 
 
@@ -62,6 +75,8 @@ class RunnerState:
       steps, episodes, violations: int32 cumulative physical counters.
       twin_transitions: float32 cumulative number of twin env steps (float: it can pass 2**31).
       updates: int32 cumulative gradient/table updates.
+      shielded, sync_events: int32 cumulative shield replacements and synchronisation events.
+      domains: the digital domains' state estimates (leading ``[num_envs, num_domains]``), or None.
     """
 
     env_state: Any
@@ -74,6 +89,9 @@ class RunnerState:
     violations: jax.Array
     twin_transitions: jax.Array
     updates: jax.Array
+    shielded: jax.Array
+    sync_events: jax.Array
+    domains: Any
 
 
 @struct.dataclass
@@ -88,7 +106,9 @@ class TrainResult:
         ``episodes_finished``), ``twin_transitions`` (cumulative twin env steps), ``loss`` (mean TD
         loss of the interval's updates, 0 without updates), ``updates`` (cumulative), ``epsilon``
         (at the interval's end), ``violations`` (cumulative physical ``info["violation"]``; 0 when
-        the env defines none).
+        the env defines none), ``shielded`` (cumulative exploratory actions the shield replaced),
+        ``twin_ready`` (1 once the twin is in use at the interval's end) and ``sync_events``
+        (cumulative synchronisations of the different domains while the twin is in use).
     """
 
     runner_state: RunnerState
@@ -105,6 +125,7 @@ class EnvSpec:
     obs_dtype: Any = struct.field(pytree_node=False)
     has_violation: bool = struct.field(pytree_node=False)
     name: str = struct.field(pytree_node=False)
+    can_observe: bool = struct.field(pytree_node=False)
 
     def obs_example(self):
         return jnp.zeros(self.obs_shape, self.obs_dtype)
@@ -125,6 +146,11 @@ def inspect_env(env, env_params) -> EnvSpec:
     obs, state = jax.eval_shape(env.reset, key, env_params)
     out = jax.eval_shape(env.step, key, state, jnp.int32(0), env_params)
     info = out[5]
+    try:  # can the twin re-read observations from (noisy) states?
+        jax.eval_shape(lambda s: env.get_obs(s, env_params), state)
+        can_observe = True
+    except Exception:  # noqa: BLE001 - any failure means: no usable get_obs
+        can_observe = False
     return EnvSpec(
         num_actions=int(action_space.n),
         num_states=num_states,
@@ -132,10 +158,11 @@ def inspect_env(env, env_params) -> EnvSpec:
         obs_dtype=obs.dtype,
         has_violation="violation" in info,
         name=str(name),
+        can_observe=can_observe,
     )
 
 
-def _validate(config, spec: EnvSpec) -> None:
+def _validate(config, spec: EnvSpec, env, env_params, twin_params) -> None:
     o = type(config).__name__
     if isinstance(config, QLearningConfig) and spec.num_states is None:
         raise ValueError(
@@ -150,6 +177,39 @@ def _validate(config, spec: EnvSpec) -> None:
             f"of env {spec.name!r}; expected action_trials <= {spec.num_actions} "
             "(= number of actions is a full sweep)"
         )
+    if twin is None:
+        if twin_params is not None:
+            raise ValueError("twin_params was given but config.twin is None; set a TwinConfig")
+        return
+    if twin.shield and not spec.has_violation:
+        raise ValueError(
+            f"TwinConfig.shield=True needs an env whose step info has a 'violation' flag; env "
+            f"{spec.name!r} reports none"
+        )
+    if twin.share_global_obs and not callable(getattr(env, "global_observation", None)):
+        raise ValueError(
+            f"TwinConfig.share_global_obs=True needs an env with a global_observation(state, params) "
+            f"method (e.g. MultiUAVPartial-v0); env {spec.name!r} has none"
+        )
+    if is_concrete(twin.obs_noise_std) and float(twin.obs_noise_std) > 0 and spec.num_states is not None:
+        raise ValueError(
+            f"TwinConfig.obs_noise_std={twin.obs_noise_std} cannot apply to the discrete observations of "
+            f"env {spec.name!r}; use state_noise_std (noise on the twin's state) instead"
+        )
+    if twin_params is not None:
+        ref = jax.tree.structure(env_params)
+        if jax.tree.structure(twin_params) != ref:
+            raise ValueError(
+                "twin_params must be a stack of the env's EnvParams with the same static fields; got "
+                f"{type(twin_params).__name__} with a different structure"
+            )
+        for path, leaf in jax.tree_util.tree_leaves_with_path(twin_params):
+            shape = jnp.shape(leaf)
+            if not shape or shape[0] != twin.num_domains:
+                raise ValueError(
+                    f"twin_params{jax.tree_util.keystr(path)} has shape {shape}; expected a leading "
+                    f"axis of num_domains={twin.num_domains} (one EnvParams per domain)"
+                )
 
 
 def build_agent(config, spec: EnvSpec):
@@ -161,13 +221,31 @@ def build_agent(config, spec: EnvSpec):
     raise TypeError(f"config must be a QLearningConfig or DQNConfig, got {type(config).__name__}")
 
 
-def make_train(config, env, env_params):
+def _pad_branches(t: Transition, m: int) -> Transition:
+    """A 1-branch transition as M branches with one-hot weights: the same target, bit for bit."""
+    rep = lambda x: jnp.repeat(x, m, axis=0)  # noqa: E731
+    return t.replace(
+        returns=rep(t.returns),
+        discounts=rep(t.discounts),
+        next_obs=jax.tree.map(rep, t.next_obs),
+        weights=jnp.zeros((m,), jnp.float32).at[0].set(1.0),
+    )
+
+
+def _select(pred, a, b):
+    return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
+
+
+def make_train(config, env, env_params, *, twin_params=None):
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
     Args:
       config: ``QLearningConfig`` or ``DQNConfig`` (with ``twin=None`` or a ``TwinConfig``).
       env: a gymnax ``Environment`` with a ``Discrete`` action space.
-      env_params: its ``EnvParams`` (also used by the digital domains: a perfect twin).
+      env_params: its ``EnvParams``; the digital domains use them too unless ``twin_params`` is given.
+      twin_params: optional stack of ``EnvParams`` with a leading ``[num_domains]`` axis: a
+        mismatched (imperfect) twin, one parameter set per domain (see
+        ``dtrl_jax.twin.mismatch.perturb_params``), or other scenarios per domain.
     Returns:
       ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs seeds in parallel.
     Raises:
@@ -175,14 +253,45 @@ def make_train(config, env, env_params):
     """
     if not isinstance(config, (QLearningConfig, DQNConfig)):
         raise TypeError(f"config must be a QLearningConfig or DQNConfig, got {type(config).__name__}")
-    spec = inspect_env(env, env_params)
-    _validate(config, spec)
-    agent = build_agent(config, spec)
     twin = config.twin
-    use_trials = twin is not None and twin.uses_trials
-    use_lookahead = twin is not None and twin.uses_lookahead
+    spec = inspect_env(env, env_params)
+    _validate(config, spec, env, env_params, twin_params)
+    use_global = twin is not None and twin.share_global_obs
+    if use_global:
+        env = GlobalObservation(env)
+        env_params = env.wrap_params(env_params)
+        if twin_params is not None:
+            twin_params = env.wrap_params(twin_params).replace(
+                scale=jnp.ones((twin.num_domains,), jnp.float32)
+            )
+        spec = inspect_env(env, env_params)
+    agent = build_agent(config, spec)
+    use_space = twin is not None and twin.uses_domains
+    use_trials = use_space and twin.uses_trials
+    use_lookahead = use_space and twin.uses_lookahead
+    use_shield = use_space and twin.shield
     num_envs = config.num_envs
     gamma = config.gamma
+    space = None
+    if use_space:
+        space = DigitalSpace(
+            env, env_params, twin_params, twin,
+            can_observe=spec.can_observe, obs_is_float=spec.num_states is None,
+        )
+    twin_steps_per_iteration = 0
+    if use_space:
+        twin_steps_per_iteration = num_envs * (
+            (twin.action_trials - 1 if use_trials else 0)
+            + (twin.lookahead_rollouts * (twin.lookahead - 1) if use_lookahead else 0)
+            + (1 if use_shield else 0)
+        )
+
+    def gated_params(params, ready):
+        """With a global view, its features are zero until the twin is ready."""
+        if not use_global:
+            return params
+        scale = jnp.asarray(ready, jnp.float32)
+        return params.replace(scale=jnp.broadcast_to(scale, jnp.shape(params.scale)))
 
     def twin_policy(agent_state, epsilon):
         """The twin agent: the physical agent's current parameters, greedy or epsilon-greedy."""
@@ -195,62 +304,67 @@ def make_train(config, env, env_params):
 
         return policy
 
-    def physical_transitions(runner, key, actions, step_out, epsilon) -> Transition:
-        next_obs, next_state, reward, terminated, truncated, info = step_out
-        final_obs = info["final_observation"]
-        if not use_lookahead:
-            return jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
-                runner.obs, actions, reward, terminated, final_obs, gamma
-            )
-        policy = twin_policy(runner.agent_state, epsilon)
-
-        def one(k, o, a, r, te, tr, fo, no, ns):
-            return lookahead_transition(
-                env, policy, k, o, a, r, te, tr, fo, no, ns, env_params,
-                lookahead=twin.lookahead, rollouts=twin.lookahead_rollouts, gamma=gamma,
-            )
-
-        return jax.vmap(one)(
-            jax.random.split(key, num_envs), runner.obs, actions, reward, terminated, truncated,
-            final_obs, next_obs, next_state,
-        )
-
-    def twin_trial_transitions(runner, key, actions):
-        if not use_trials:
-            return None
-        trials, _ = jax.vmap(
-            lambda k, o, s, a: run_action_trials(
-                env, k, o, s, a, env_params,
-                num_actions=spec.num_actions, num_trials=twin.action_trials, gamma=gamma,
-            )
-        )(jax.random.split(key, num_envs), runner.obs, runner.env_state, actions)
-        # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
-        return jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials)
-
-    twin_steps_per_iteration = num_envs * (
-        (twin.action_trials - 1 if use_trials else 0)
-        + (twin.lookahead_rollouts * (twin.lookahead - 1) if use_lookahead else 0)
-    )
-
     def iteration(carry, key):
         runner, acc = carry
         k_act, k_env, k_trial, k_look, k_learn = jax.random.split(key, 5)
+        steps_after = runner.steps + num_envs
+        ready = jnp.asarray(True) if twin is None else runner.steps >= twin.ready_after
+        phys_params = gated_params(env_params, ready)
         epsilon = linear_epsilon(
             runner.steps, config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
         )
         q = jax.vmap(agent.q_values, in_axes=(None, 0))(runner.agent_state, runner.obs)
-        actions = jax.vmap(epsilon_greedy, in_axes=(0, 0, None))(jax.random.split(k_act, num_envs), q, epsilon)
+        actions, explored, greedy = jax.vmap(explore_flags_and_actions, in_axes=(0, 0, None))(
+            jax.random.split(k_act, num_envs), q, epsilon
+        )
+        shielded = jnp.int32(0)
+        if use_shield:
+            k_shield = jax.random.fold_in(k_trial, 1)
+            flagged = jax.vmap(space.shield_violation)(
+                jax.random.split(k_shield, num_envs), runner.domains, actions
+            )
+            replace = ready & explored & (actions != greedy) & flagged
+            actions = jnp.where(replace, greedy, actions)
+            shielded = jnp.sum(replace.astype(jnp.int32))
+
         step_out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_env, num_envs), runner.env_state, actions, env_params
+            jax.random.split(k_env, num_envs), runner.env_state, actions, phys_params
         )
         next_obs, next_state, reward, terminated, truncated, info = step_out
+        final_obs = info["final_observation"]
+        physical = jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
+            runner.obs, actions, reward, terminated, final_obs, gamma
+        )
 
-        physical = physical_transitions(runner, k_look, actions, step_out, epsilon)
-        trials = twin_trial_transitions(runner, k_trial, actions)
+        trials, domains, sync_now = None, runner.domains, jnp.asarray(False)
+        if use_space:
+            if use_trials:
+                trials = jax.vmap(
+                    lambda k, d, a: space.trials(k, d, a, num_actions=spec.num_actions, gamma=gamma)
+                )(jax.random.split(k_trial, num_envs), runner.domains, actions)
+                # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
+                trials = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials)
+            sync_now = (steps_after % twin.sync_every) == 0
+            noise = state_noise_std(twin, runner.steps)
+            k_adv = jax.random.fold_in(k_look, 1)
+            domains = jax.vmap(space.advance, in_axes=(0, 0, 0, 0, 0, None, None))(
+                jax.random.split(k_adv, num_envs), runner.domains, actions, next_state, next_obs,
+                sync_now, noise,
+            )
+            if use_lookahead:
+                policy = twin_policy(runner.agent_state, epsilon)
+                looked = jax.vmap(
+                    lambda k, d, o, a, r, te, tr, fo: space.rollouts(
+                        k, d, policy, obs=o, action=a, reward=r, terminated=te, truncated=tr,
+                        final_obs=fo, gamma=gamma,
+                    )
+                )(jax.random.split(k_look, num_envs), domains, runner.obs, actions, reward,
+                  terminated, truncated, final_obs)
+                padded = jax.vmap(lambda t: _pad_branches(t, twin.lookahead_rollouts))(physical)
+                physical = _select(ready, looked, padded)
 
-        steps_after = runner.steps + num_envs
         agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, trials, runner.steps, steps_after, k_learn
+            runner.agent_state, runner.storage, physical, trials, runner.steps, steps_after, k_learn, ready
         )
 
         done = jnp.logical_or(terminated, truncated)
@@ -259,6 +373,7 @@ def make_train(config, env, env_params):
             jnp.sum(info["violation"].astype(jnp.int32)) if spec.has_violation else jnp.int32(0)
         )
         finished = jnp.sum(done.astype(jnp.int32))
+        twin_steps = jnp.where(ready, jnp.float32(twin_steps_per_iteration), 0.0)
         runner = runner.replace(
             env_state=next_state,
             obs=next_obs,
@@ -268,8 +383,11 @@ def make_train(config, env, env_params):
             steps=steps_after,
             episodes=runner.episodes + finished,
             violations=runner.violations + violation,
-            twin_transitions=runner.twin_transitions + jnp.float32(twin_steps_per_iteration),
+            twin_transitions=runner.twin_transitions + twin_steps,
             updates=runner.updates + stats.updates,
+            shielded=runner.shielded + shielded,
+            sync_events=runner.sync_events + (sync_now & ready).astype(jnp.int32),
+            domains=domains,
         )
         acc = dict(
             return_sum=acc["return_sum"] + jnp.sum(jnp.where(done, ep_return, 0.0)),
@@ -277,6 +395,7 @@ def make_train(config, env, env_params):
             loss_sum=acc["loss_sum"] + stats.loss_sum,
             updates=acc["updates"] + stats.updates,
             epsilon=epsilon,
+            ready=ready,
         )
         return (runner, acc), None
 
@@ -287,6 +406,7 @@ def make_train(config, env, env_params):
             loss_sum=jnp.float32(0.0),
             updates=jnp.int32(0),
             epsilon=jnp.float32(0.0),
+            ready=jnp.asarray(False),
         )
         keys = jax.random.split(key, config.iterations_per_interval)
         (runner, acc), _ = jax.lax.scan(iteration, (runner, acc), keys)
@@ -302,20 +422,28 @@ def make_train(config, env, env_params):
             updates=runner.updates,
             epsilon=acc["epsilon"],
             violations=runner.violations,
+            shielded=runner.shielded,
+            twin_ready=acc["ready"].astype(jnp.int32) if twin is not None else jnp.int32(0),
+            sync_events=runner.sync_events,
         )
         return runner, metrics
 
     def train(key: jax.Array) -> TrainResult:
         k_init, k_reset, k_loop = jax.random.split(key, 3)
-        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(jax.random.split(k_reset, num_envs), env_params)
+        ready0 = jnp.asarray(True) if twin is None else 0 >= jnp.asarray(twin.ready_after)
+        obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
+            jax.random.split(k_reset, num_envs), gated_params(env_params, ready0)
+        )
         agent_state = agent.init(k_init)
         example = one_step_transition(spec.obs_example(), 0, 0.0, False, spec.obs_example(), gamma)
-        physical_example = example
-        if use_lookahead:
-            physical_example = jax.tree.map(
-                lambda x: jnp.repeat(x, twin.lookahead_rollouts, axis=0), example
-            ).replace(obs=example.obs, action=example.action)
+        physical_example = _pad_branches(example, twin.lookahead_rollouts) if use_lookahead else example
         storage = agent.init_storage(physical_example, example if use_trials else None)
+        domains = None
+        if use_space:
+            k_dom = jax.random.fold_in(k_init, 1)
+            domains = jax.vmap(space.copy_physical, in_axes=(0, 0, 0, None))(
+                jax.random.split(k_dom, num_envs), env_state, obs, state_noise_std(twin, 0)
+            )
         runner = RunnerState(
             env_state=env_state,
             obs=obs,
@@ -327,6 +455,9 @@ def make_train(config, env, env_params):
             violations=jnp.int32(0),
             twin_transitions=jnp.float32(0.0),
             updates=jnp.int32(0),
+            shielded=jnp.int32(0),
+            sync_events=jnp.int32(0),
+            domains=domains,
         )
         runner, metrics = jax.lax.scan(interval, runner, jax.random.split(k_loop, config.num_intervals))
         return TrainResult(runner_state=runner, metrics=metrics)

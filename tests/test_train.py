@@ -42,6 +42,8 @@ def test_metrics_shapes_and_counters():
 def test_twin_off_is_plain_rl_bit_for_bit():
     plain = run(ql(twin=None))
     neutral = run(ql(twin=dt.TwinConfig(num_domains=4)))
+    assert np.all(np.asarray(neutral.metrics.pop("twin_ready")) == 1)
+    assert np.all(np.asarray(plain.metrics.pop("twin_ready")) == 0)
     assert tree_equal(plain.metrics, neutral.metrics)
     assert tree_equal(plain.runner_state.agent_state, neutral.runner_state.agent_state)
 

@@ -43,6 +43,7 @@ class Agent(Protocol):
         steps_before: jax.Array,
         steps_after: jax.Array,
         key: jax.Array,
+        twin_ready: jax.Array,
     ) -> tuple[Any, Any, LearnStats]:
         """Consume one vectorised step of experience.
 
@@ -50,4 +51,6 @@ class Agent(Protocol):
           physical: transitions with a leading ``[num_envs]`` axis.
           twin: twin transitions with leading ``[domains, num_envs]`` axes, or None.
           steps_before, steps_after: physical step counter before/after this vectorised step.
+          twin_ready: bool scalar; while False the twin transitions must be ignored exactly, so the
+            agent learns as plain physical RL.
         """

@@ -111,34 +111,55 @@ class DQNAgent:
         target = jax.lax.stop_gradient(branch_target(t.returns, t.discounts, boot, t.weights))
         return td_loss(q - target, self.config.loss)
 
-    def _loss(self, params, target_params, physical: Transition, twin: Transition | None, twin_weight):
-        per = jax.vmap(self._per_example_loss, in_axes=(None, None, 0))
-        total = jnp.sum(per(params, target_params, physical))
-        count = jnp.float32(self.physical_batch)
-        if twin is not None:
-            total = total + twin_weight * jnp.sum(per(params, target_params, twin))
-            count = count + twin_weight * self.twin_batch
-        return total / count
+    def _batch_loss(self, params, target_params, batch: Transition) -> jax.Array:
+        return jnp.sum(jax.vmap(self._per_example_loss, in_axes=(None, None, 0))(params, target_params, batch))
 
-    def _gradient_step(self, agent_state: DQNState, storage: DQNStorage, key):
-        k_phys, k_twin = jax.random.split(key)
-        physical = buffer_sample(storage.physical, k_phys, self.physical_batch)
-        twin, twin_weight = None, jnp.float32(0.0)
-        if storage.twin is not None and self.twin_batch:
-            twin = domain_storage_sample(storage.twin, k_twin, self.twin_batch)
-            twin_weight = (domain_storage_size(storage.twin) > 0).astype(jnp.float32)
-        loss, grads = jax.value_and_grad(self._loss)(
-            agent_state.params, agent_state.target_params, physical, twin, twin_weight
-        )
+    def _sgd(self, agent_state: DQNState, loss_fn):
+        loss, grads = jax.value_and_grad(loss_fn)(agent_state.params)
         updates, opt_state = self.optimizer.update(grads, agent_state.opt_state, agent_state.params)
         params = optax.apply_updates(agent_state.params, updates)
         return agent_state.replace(params=params, opt_state=opt_state), loss
 
-    def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key):
+    def _physical_step(self, agent_state: DQNState, storage: DQNStorage, key):
+        """Plain DQN step: the whole batch from physical storage."""
+        batch = buffer_sample(storage.physical, key, self.config.batch_size)
+        loss_fn = lambda p: self._batch_loss(p, agent_state.target_params, batch) / self.config.batch_size  # noqa: E731
+        return self._sgd(agent_state, loss_fn)
+
+    def _mixed_step(self, agent_state: DQNState, storage: DQNStorage, k_phys, k_twin):
+        """DT step: ``physical_batch`` physical and ``twin_batch`` twin transitions."""
+        physical = buffer_sample(storage.physical, k_phys, self.physical_batch)
+        twin = domain_storage_sample(storage.twin, k_twin, self.twin_batch)
+
+        def loss_fn(p):
+            total = self._batch_loss(p, agent_state.target_params, twin)
+            if self.physical_batch:  # twin_data_fraction = 1 leaves no physical share
+                total = total + self._batch_loss(p, agent_state.target_params, physical)
+            return total / self.config.batch_size
+
+        return self._sgd(agent_state, loss_fn)
+
+    def _gradient_step(self, agent_state: DQNState, storage: DQNStorage, key, twin_ready):
+        k_phys, k_twin = jax.random.split(key)
+        if storage.twin is None or not self.twin_batch:
+            return self._physical_step(agent_state, storage, k_phys)
+        use_twin = twin_ready & (domain_storage_size(storage.twin) > 0)
+        return jax.lax.cond(
+            use_twin,
+            lambda s: self._mixed_step(s, storage, k_phys, k_twin),
+            lambda s: self._physical_step(s, storage, k_phys),
+            agent_state,
+        )
+
+    def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key, twin_ready):
         cfg = self.config
         storage = storage.replace(physical=buffer_add(storage.physical, physical))
         if storage.twin is not None and twin is not None:
-            storage = storage.replace(twin=domain_storage_add(storage.twin, twin))
+            # Before the twin is ready its transitions are not stored at all.
+            twin_storage = jax.lax.cond(
+                twin_ready, lambda s: domain_storage_add(s, twin), lambda s: s, storage.twin
+            )
+            storage = storage.replace(twin=twin_storage)
 
         def one_update(carry, xs):
             state, loss_sum, updates = carry
@@ -148,7 +169,7 @@ class DQNAgent:
             due = due & (storage.physical.size > 0)
 
             def do(state):
-                return self._gradient_step(state, storage, k)
+                return self._gradient_step(state, storage, k, twin_ready)
 
             def skip(state):
                 return state, jnp.float32(0.0)

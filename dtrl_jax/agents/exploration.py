@@ -25,19 +25,11 @@ def greedy_action(key: jax.Array, q_values: jax.Array) -> jax.Array:
     return jnp.argmax(jnp.where(best, noise, -1.0)).astype(jnp.int32)
 
 
-def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon) -> jax.Array:
-    """With probability ``epsilon`` a uniform action, else the greedy one. ``q_values``: ``[A]``."""
-    chex.assert_rank(q_values, 1)
-    k_explore, k_random, k_tie = jax.random.split(key, 3)
-    random_action = jax.random.randint(k_random, (), 0, q_values.shape[0], dtype=jnp.int32)
-    explore = jax.random.uniform(k_explore) < epsilon
-    return jnp.where(explore, random_action, greedy_action(k_tie, q_values))
-
-
 def explore_flags_and_actions(key: jax.Array, q_values: jax.Array, epsilon):
-    """Like ``epsilon_greedy`` but also returns whether the action was exploratory and the greedy one.
+    """Epsilon-greedy that also reports whether it explored and what the greedy action was.
 
-    Returns ``(action, explored, greedy)``; ``explored`` is True when the random branch was taken.
+    Returns ``(action, explored, greedy)``; ``explored`` is True when the random branch was taken
+    (the random action may still coincide with the greedy one). The shield needs all three.
     """
     chex.assert_rank(q_values, 1)
     k_explore, k_random, k_tie = jax.random.split(key, 3)
@@ -45,3 +37,8 @@ def explore_flags_and_actions(key: jax.Array, q_values: jax.Array, epsilon):
     explore = jax.random.uniform(k_explore) < epsilon
     greedy = greedy_action(k_tie, q_values)
     return jnp.where(explore, random_action, greedy), explore, greedy
+
+
+def epsilon_greedy(key: jax.Array, q_values: jax.Array, epsilon) -> jax.Array:
+    """With probability ``epsilon`` a uniform action, else the greedy one. ``q_values``: ``[A]``."""
+    return explore_flags_and_actions(key, q_values, epsilon)[0]

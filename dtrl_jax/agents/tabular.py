@@ -19,7 +19,7 @@ class TabularState:
     q: jax.Array
 
 
-def averaged_q_update(q: jax.Array, states, actions, targets, learning_rate) -> jax.Array:
+def averaged_q_update(q: jax.Array, states, actions, targets, learning_rate, mask=None) -> jax.Array:
     """Q-learning step for a batch, averaging the updates that hit the same (s, a).
 
     ``Q[s, a] += lr * mean_{i: (s_i, a_i) = (s, a)} (target_i - Q[s, a])`` with every TD error taken
@@ -29,6 +29,7 @@ def averaged_q_update(q: jax.Array, states, actions, targets, learning_rate) -> 
 
     Args:
       q: ``[S, A]``; states, actions: int ``[B]``; targets: float ``[B]``.
+      mask: optional float ``[B]`` of 0/1: items with 0 are ignored exactly.
     """
     chex.assert_rank(q, 2)
     chex.assert_rank([states, actions, targets], 1)
@@ -36,8 +37,9 @@ def averaged_q_update(q: jax.Array, states, actions, targets, learning_rate) -> 
     flat = states.astype(jnp.int32) * num_actions + actions.astype(jnp.int32)
     q_flat = q.reshape(-1)
     errors = targets - q_flat[flat]
-    sums = jnp.zeros_like(q_flat).at[flat].add(errors)
-    counts = jnp.zeros_like(q_flat).at[flat].add(1.0)
+    weight = jnp.ones_like(errors) if mask is None else mask.astype(errors.dtype)
+    sums = jnp.zeros_like(q_flat).at[flat].add(errors * weight)
+    counts = jnp.zeros_like(q_flat).at[flat].add(weight)
     return (q_flat + learning_rate * sums / jnp.maximum(counts, 1.0)).reshape(q.shape)
 
 
@@ -64,16 +66,21 @@ class TabularQAgent:
         boot = jnp.max(q[t.next_obs.astype(jnp.int32)], axis=-1)  # [B, M]
         return jax.vmap(branch_target)(t.returns, t.discounts, boot, t.weights)
 
-    def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key):
+    def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key, twin_ready):
         del steps_before, steps_after, key
         parts = [physical]
+        masks = [jnp.ones(physical.action.shape, jnp.float32)]
         if twin is not None:  # [domains, envs, ...] -> [domains * envs, ...]
-            parts.append(jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), twin))
+            flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), twin)
+            parts.append(flat)
+            masks.append(jnp.broadcast_to(jnp.asarray(twin_ready, jnp.float32), flat.action.shape))
         q = agent_state.q
         states = jnp.concatenate([p.obs.astype(jnp.int32) for p in parts])
         actions = jnp.concatenate([p.action for p in parts])
         targets = jnp.concatenate([self._targets(q, p) for p in parts])
+        mask = jnp.concatenate(masks)
         errors = targets - q[states, actions]
-        new_q = averaged_q_update(q, states, actions, targets, self.config.learning_rate)
-        stats = LearnStats(loss_sum=jnp.mean(0.5 * jnp.square(errors)), updates=jnp.int32(1))
+        new_q = averaged_q_update(q, states, actions, targets, self.config.learning_rate, mask)
+        loss = jnp.sum(mask * 0.5 * jnp.square(errors)) / jnp.sum(mask)
+        stats = LearnStats(loss_sum=loss, updates=jnp.int32(1))
         return TabularState(q=new_q), storage, stats

@@ -1,0 +1,576 @@
+"""``AccessPointSelection-v0``: URLLC access-point selection for a vehicle on a straight road.
+
+Paper case 1 ("DT-enhanced QL for access point selection", Cheng et al., IEEE Network 2024). A vehicle
+drives along a straight road at a constant speed; every decision step a URLLC task appears and the agent
+picks the access point (AP) that must carry it. APs differ in position, coverage radius, rate and cost.
+
+Transmission rule (the paper's, computed analytically, no sub-stepping; see :func:`transmission_outcome`):
+
+* the vehicle is inside the chosen AP's coverage: transmission starts at once;
+* the vehicle has not reached the coverage yet: transmission starts when the vehicle enters it
+  (waiting time = distance to the coverage edge / speed);
+* the vehicle has already passed the coverage: the task fails;
+* the vehicle leaves the coverage before the last bit is sent: the task fails;
+* waiting + transmission time exceeds the task deadline: the task fails.
+
+Every failure is a safety ``violation`` (``info["violation"]``), the signal the twin's shield uses.
+Tasks are independent: each task has the chosen AP to itself (no queue across steps), so the action
+changes the reward but not the next state. The problem is therefore a contextual bandit with a moving
+context; tabular Q-learning still has to learn one value per (state, AP) pair, which is the paper's point.
+
+Coverage is one-dimensional: an AP at road coordinate ``c`` with radius ``r`` covers ``[c - r, c + r]``
+(the lateral offset of road-side units is folded into ``r``).
+
+Default choices (the paper gives none of these numbers; each is a field of :class:`EnvParams`):
+
+* ``road_length_m = 2000``: long enough for four small-cell coverages with gaps, short enough that an
+  episode (road length / speed / ``step_s``) has 67 to 200 decisions, about 112 on average.
+* ``speed_min_mps = 10``, ``speed_max_mps = 30`` (36 to 108 km/h, urban to highway), sampled
+  uniformly once per episode: the speed sets both the waiting time before a coverage and how long the
+  vehicle stays in it, so the best AP depends on it.
+* ``step_s = 1``: one task per second; a vehicle moves 10 to 30 m between decisions, finer than a
+  position bin, so every bin is visited.
+* APs (index 0 is the macro cell, 1 to 4 are small cells in road order):
+  ``ap_position_m = (1000, 250, 750, 1250, 1750)``, ``ap_radius_m = (1200, 150, 150, 150, 150)``:
+  the macro cell covers the whole road; small cells cover ``[100, 400]``, ``[600, 900]``,
+  ``[1100, 1400]``, ``[1600, 1900]``, i.e. 60 % of the road, with 200 m gaps between them (100 m at
+  the two ends), so "wait for the next small cell" is a real option and "the cell already passed"
+  a real mistake.
+* ``ap_rate_mbps = (3, 12, 12, 12, 12)``: a vehicle's share of a loaded macro cell is four times
+  slower than a road-side unit; with the task sizes below the macro cell cannot carry a large task
+  before a tight deadline, so it cannot dominate.
+* ``ap_cost = (0.8, 0.1, 0.1, 0.1, 0.1)``: licensed macro spectrum is expensive, road-side units cheap;
+  with ``w_cost`` below a macro success is worth at most 0.6, a small-cell success at most 0.95.
+* ``task_size_mbit = (1, 4, 12)``: three size classes (a status burst, a sensor snapshot, a LiDAR
+  sweep); transmission takes 0.33 / 1.33 / 4 s on the macro cell and 0.083 / 0.33 / 1 s on a small
+  cell, so a large task can fail by leaving a small cell's coverage (up to 30 m before its edge).
+* ``task_deadline_s = (2, 4.5, 8)``: three deadline classes. 2 s forbids the macro cell for large
+  tasks and allows at most 1 s of waiting for a small cell; 4.5 s lets the macro cell carry a large
+  task, at a poor reward; 8 s allows waiting through most of a 200 m gap. Size and deadline classes
+  are drawn independently and uniformly each step.
+* Reward: success ``success_reward - w_latency * latency / deadline - w_cost * cost`` with
+  ``success_reward = 1``, ``w_latency = 0.5``, ``w_cost = 0.5`` (a success is worth between 0.1 and
+  0.95, more when fast and cheap, so waiting for a cheap small cell trades latency against cost);
+  failure ``failure_reward = -1`` (a lost URLLC task costs more than any success earns). Over 1,000
+  episodes (about 112 decisions each): uniform random -54, always macro 30, "small cell if inside
+  its coverage, else macro" 68, the greedy policy on the tabular observation 72, the greedy policy on
+  the exact state 74: the order of the paper's Fig. 4 returns (65 to 85).
+* ``num_position_bins = 40`` (50 m bins, aligned with every default coverage edge) and
+  ``num_speed_bins = 2`` (slow / fast half of ``[speed_min_mps, speed_max_mps]``): with 3 x 3 task
+  classes the tabular state space has 40 * 2 * 9 = 720 states and 3,600 Q-values, small enough for
+  tabular Q-learning, large enough that one-action-per-state exploration is slow (the paper's point).
+* ``observation = "index"``: a discrete state index for tabular Q-learning; ``"features"`` gives a
+  float32 vector for DQN (see :meth:`AccessPointSelection.get_obs`).
+* ``max_steps_in_episode = 300``: 1.5 x the longest natural episode at default speeds, a safety
+  truncation only.
+
+Example::
+
+    import dtrl_jax as dt
+    env, params = dt.make("AccessPointSelection-v0")                        # index observation
+    env, params = dt.make("AccessPointSelection-v0", observation="features")  # float32 features
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+from gymnax.environments import environment, spaces
+
+from dtrl_jax._checks import check_choice, check_number, check_positive_int, is_concrete
+from dtrl_jax.envs.registry import build_params, register
+
+__all__ = [
+    "EnvState",
+    "EnvParams",
+    "AccessPointSelection",
+    "transmission_outcome",
+    "failure_cause",
+    "validate_params",
+    "OBSERVATION_MODES",
+    "CAUSE_NONE",
+    "CAUSE_COVERAGE_PASSED",
+    "CAUSE_LEFT_COVERAGE",
+    "CAUSE_DEADLINE",
+]
+
+OBSERVATION_MODES = ("index", "features")
+
+#: ``failure_cause`` codes (also ``info["failure_cause"]``).
+CAUSE_NONE = 0  #: success
+CAUSE_COVERAGE_PASSED = 1  #: the vehicle had already passed the AP's coverage
+CAUSE_LEFT_COVERAGE = 2  #: the vehicle left the coverage before the last bit
+CAUSE_DEADLINE = 3  #: waiting + transmission time exceeded the deadline
+
+_OWNER = "AccessPointParams"
+_AP_FIELDS = ("ap_position_m", "ap_radius_m", "ap_rate_mbps", "ap_cost")
+_ARRAY_FIELDS = _AP_FIELDS + ("task_size_mbit", "task_deadline_s")
+
+
+@struct.dataclass
+class EnvState(environment.EnvState):
+    """State of one vehicle's drive.
+
+    Attributes:
+      position: float32 scalar, metres from the road start, in ``[0, road_length_m + speed * step_s)``
+        (it only exceeds ``road_length_m`` in the terminal state, which the auto-reset replaces).
+      speed: float32 scalar, m/s, constant within an episode.
+      size_class: int32 scalar, index into ``EnvParams.task_size_mbit`` of the pending task.
+      deadline_class: int32 scalar, index into ``EnvParams.task_deadline_s`` of the pending task.
+      time: int32 scalar, decisions taken in this episode.
+    """
+
+    position: jax.Array
+    speed: jax.Array
+    size_class: jax.Array
+    deadline_class: jax.Array
+    time: int
+
+
+@struct.dataclass
+class EnvParams(environment.EnvParams):
+    """Scenario parameters. Static fields (``pytree_node=False``) fix shapes; all others are traced.
+
+    A stack of params that differ only in traced fields can be ``vmap``-ed (e.g. one scenario per
+    digital domain). Defaults and the reason for each are listed in the module docstring.
+
+    Attributes:
+      num_aps: static, number of access points (length of every ``ap_*`` array).
+      num_size_classes: static, length of ``task_size_mbit``.
+      num_deadline_classes: static, length of ``task_deadline_s``.
+      num_position_bins: static, equal-width position bins over ``[0, road_length_m]`` in the index
+        observation.
+      num_speed_bins: static, equal-width speed bins over ``[speed_min_mps, speed_max_mps]`` in the index
+        observation (1 = speed not observed).
+      observation: static, ``"index"`` (``Discrete`` int32 scalar) or ``"features"`` (float32 ``Box``).
+      road_length_m: road length in metres; the episode ends when the vehicle reaches it.
+      speed_min_mps, speed_max_mps: the episode's speed is ``U[speed_min_mps, speed_max_mps]`` m/s.
+      step_s: seconds between decisions (one task per decision).
+      ap_position_m: ``(num_aps,)`` coverage centres along the road, metres.
+      ap_radius_m: ``(num_aps,)`` coverage radii, metres (coverage is ``[centre - r, centre + r]``).
+      ap_rate_mbps: ``(num_aps,)`` transmission rates, Mbit/s.
+      ap_cost: ``(num_aps,)`` cost of one transmission, dimensionless (scaled by ``w_cost``).
+      task_size_mbit: ``(num_size_classes,)`` task sizes, Mbit.
+      task_deadline_s: ``(num_deadline_classes,)`` task deadlines, seconds.
+      success_reward: reward of an instantaneous, free success.
+      w_latency: weight of ``latency / deadline`` (in ``[0, 1]``) subtracted on success.
+      w_cost: weight of the AP cost subtracted on success.
+      failure_reward: reward of a failed task (a ``violation``).
+      max_steps_in_episode: safety truncation (gymnax's ``is_truncated``).
+    """
+
+    num_aps: int = struct.field(pytree_node=False, default=5)
+    num_size_classes: int = struct.field(pytree_node=False, default=3)
+    num_deadline_classes: int = struct.field(pytree_node=False, default=3)
+    num_position_bins: int = struct.field(pytree_node=False, default=40)
+    num_speed_bins: int = struct.field(pytree_node=False, default=2)
+    observation: str = struct.field(pytree_node=False, default="index")
+    road_length_m: float = 2000.0
+    speed_min_mps: float = 10.0
+    speed_max_mps: float = 30.0
+    step_s: float = 1.0
+    ap_position_m: jax.Array = struct.field(
+        default_factory=lambda: jnp.array([1000.0, 250.0, 750.0, 1250.0, 1750.0], jnp.float32)
+    )
+    ap_radius_m: jax.Array = struct.field(
+        default_factory=lambda: jnp.array([1200.0, 150.0, 150.0, 150.0, 150.0], jnp.float32)
+    )
+    ap_rate_mbps: jax.Array = struct.field(
+        default_factory=lambda: jnp.array([3.0, 12.0, 12.0, 12.0, 12.0], jnp.float32)
+    )
+    ap_cost: jax.Array = struct.field(
+        default_factory=lambda: jnp.array([0.8, 0.1, 0.1, 0.1, 0.1], jnp.float32)
+    )
+    task_size_mbit: jax.Array = struct.field(
+        default_factory=lambda: jnp.array([1.0, 4.0, 12.0], jnp.float32)
+    )
+    task_deadline_s: jax.Array = struct.field(
+        default_factory=lambda: jnp.array([2.0, 4.5, 8.0], jnp.float32)
+    )
+    success_reward: float = 1.0
+    w_latency: float = 0.5
+    w_cost: float = 0.5
+    failure_reward: float = -1.0
+    max_steps_in_episode: int = 300
+
+
+def validate_params(params: EnvParams) -> None:
+    """Check every field of ``params``; raise ``ValueError`` naming the first bad field.
+
+    Traced values (inside ``jit``/``vmap``) are skipped, see :mod:`dtrl_jax._checks`.
+
+    Args:
+      params: an :class:`EnvParams`.
+
+    Raises:
+      ValueError: a field out of its allowed range, an array of the wrong shape, or an unknown
+        observation mode. ``TypeError`` for a static count that is not a Python int.
+    """
+    for name in ("num_aps", "num_size_classes", "num_deadline_classes", "num_position_bins", "num_speed_bins"):
+        check_positive_int(_OWNER, name, getattr(params, name))
+    check_choice(_OWNER, "observation", params.observation, OBSERVATION_MODES)
+
+    check_number(_OWNER, "road_length_m", params.road_length_m, low=0.0, low_open=True)
+    check_number(_OWNER, "speed_min_mps", params.speed_min_mps, low=0.0, low_open=True)
+    if is_concrete(params.speed_min_mps):
+        check_number(_OWNER, "speed_max_mps", params.speed_max_mps, low=float(params.speed_min_mps))
+    else:
+        check_number(_OWNER, "speed_max_mps", params.speed_max_mps, low=0.0, low_open=True)
+    check_number(_OWNER, "step_s", params.step_s, low=0.0, low_open=True)
+
+    expected = {name: (params.num_aps,) for name in _AP_FIELDS}
+    expected["task_size_mbit"] = (params.num_size_classes,)
+    expected["task_deadline_s"] = (params.num_deadline_classes,)
+    for name, shape in expected.items():
+        value = getattr(params, name)
+        if isinstance(value, (str, bytes)) or value is None:
+            raise ValueError(f"{_OWNER}.{name}={value!r}: expected an array of shape {shape}")
+        got = tuple(np.shape(value))
+        if got != shape:
+            count = "num_aps" if name in _AP_FIELDS else (
+                "num_size_classes" if name == "task_size_mbit" else "num_deadline_classes")
+            raise ValueError(
+                f"{_OWNER}.{name} has shape {got}; expected {shape} (one entry per {count}="
+                f"{shape[0]}; change {count} together with it)"
+            )
+
+    if is_concrete(params.road_length_m):
+        # float32 positions are compared with the float32 road length (rounding is monotone).
+        road32 = float(np.float32(np.asarray(params.road_length_m)))
+        check_number(_OWNER, "ap_position_m", params.ap_position_m, low=0.0, high=road32)
+    else:
+        check_number(_OWNER, "ap_position_m", params.ap_position_m)
+    check_number(_OWNER, "ap_radius_m", params.ap_radius_m, low=0.0, low_open=True)
+    check_number(_OWNER, "ap_rate_mbps", params.ap_rate_mbps, low=0.0, low_open=True)
+    check_number(_OWNER, "ap_cost", params.ap_cost, low=0.0)
+    check_number(_OWNER, "task_size_mbit", params.task_size_mbit, low=0.0, low_open=True)
+    check_number(_OWNER, "task_deadline_s", params.task_deadline_s, low=0.0, low_open=True)
+    check_number(_OWNER, "success_reward", params.success_reward, low=0.0, low_open=True)
+    check_number(_OWNER, "w_latency", params.w_latency, low=0.0)
+    check_number(_OWNER, "w_cost", params.w_cost, low=0.0)
+    check_number(_OWNER, "failure_reward", params.failure_reward, high=0.0)
+    check_number(_OWNER, "max_steps_in_episode", params.max_steps_in_episode, low=1, integer=True)
+
+
+def _outcome(position, speed, size, deadline, ap_center, ap_radius, ap_rate):
+    """Shared core of :func:`transmission_outcome` and :func:`failure_cause` (broadcasts)."""
+    f32 = jnp.float32
+    position, speed, size, deadline = (jnp.asarray(x, f32) for x in (position, speed, size, deadline))
+    ap_center, ap_radius, ap_rate = (jnp.asarray(x, f32) for x in (ap_center, ap_radius, ap_rate))
+    enter = ap_center - ap_radius
+    leave = ap_center + ap_radius
+    tx_time = size / ap_rate
+    start = jnp.maximum(position, enter)
+    wait = (start - position) / speed
+    latency = wait + tx_time
+    passed = position > leave
+    # Time from the start of transmission until the vehicle leaves the coverage.
+    dwell = (leave - start) / speed
+    left = jnp.logical_and(~passed, tx_time > dwell)
+    late = jnp.logical_and(~passed, jnp.logical_and(~left, latency > deadline))
+    success = ~(passed | left | late)
+    cause = jnp.where(
+        passed,
+        CAUSE_COVERAGE_PASSED,
+        jnp.where(left, CAUSE_LEFT_COVERAGE, jnp.where(late, CAUSE_DEADLINE, CAUSE_NONE)),
+    ).astype(jnp.int32)
+    return success, latency.astype(f32), cause
+
+
+def transmission_outcome(position, speed, size, deadline, ap_center, ap_radius, ap_rate):
+    """Outcome of sending one task to one AP (pure, jittable, broadcasts over all arguments).
+
+    Rule: transmission starts at once if ``position`` is inside ``[ap_center - ap_radius,
+    ap_center + ap_radius]``, or when the vehicle reaches ``ap_center - ap_radius`` if it is still
+    before it; it fails if the vehicle is already past ``ap_center + ap_radius``, if it leaves the
+    coverage before the last bit (``size / ap_rate`` longer than the time left in coverage), or if
+    ``wait + size / ap_rate > deadline``. Boundaries count as success (inside coverage, on time).
+
+    Args:
+      position: vehicle position, metres (scalar or array).
+      speed: vehicle speed, m/s, > 0.
+      size: task size, Mbit.
+      deadline: task deadline, seconds.
+      ap_center: AP coverage centre along the road, metres.
+      ap_radius: AP coverage radius, metres.
+      ap_rate: AP rate, Mbit/s.
+
+    Returns:
+      ``(success, latency)``: bool and float32 arrays of the broadcast shape. ``latency`` is
+      ``wait + size / ap_rate`` seconds: the realised latency on success, and the latency the task
+      would have had on failure (``size / ap_rate`` when the coverage was already passed).
+    """
+    success, latency, _ = _outcome(position, speed, size, deadline, ap_center, ap_radius, ap_rate)
+    return success, latency
+
+
+def failure_cause(position, speed, size, deadline, ap_center, ap_radius, ap_rate):
+    """Why :func:`transmission_outcome` fails, as an int32 code (same arguments, broadcasts).
+
+    Returns:
+      ``CAUSE_NONE`` (0, success), ``CAUSE_COVERAGE_PASSED`` (1), ``CAUSE_LEFT_COVERAGE`` (2) or
+      ``CAUSE_DEADLINE`` (3); the first that applies in this order.
+    """
+    return _outcome(position, speed, size, deadline, ap_center, ap_radius, ap_rate)[2]
+
+
+def _f32(x) -> jax.Array:
+    return jnp.asarray(x, jnp.float32)
+
+
+class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
+    """URLLC access-point selection for a vehicle on a straight road (gymnax 1.x environment).
+
+    Actions: AP index in ``[0, num_aps)`` (out-of-range actions are clipped). Reward, termination and
+    observations are described in the module docstring and :meth:`step_env` / :meth:`get_obs`.
+    """
+
+    # The environment holds no state of its own (everything is in EnvParams), so all instances are
+    # equal: jitted methods that take ``self`` as a static argument compile once, not once per
+    # ``dt.make`` call.
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and (
+            other.transition_gradients_enabled == self.transition_gradients_enabled
+        )
+
+    def __hash__(self) -> int:
+        return hash((type(self), self.transition_gradients_enabled))
+
+    @property
+    def default_params(self) -> EnvParams:
+        """The documented defaults (index observation)."""
+        return EnvParams()
+
+    def step_env(
+        self,
+        key: jax.Array,
+        state: EnvState,
+        action: int | float | jax.Array,
+        params: EnvParams,
+    ) -> tuple[Any, EnvState, jax.Array, jax.Array, dict[str, jax.Array]]:
+        """Send the pending task to AP ``action``, drive ``step_s`` seconds, draw the next task.
+
+        Args:
+          key: PRNG key for the next task's size and deadline class.
+          state: current :class:`EnvState`.
+          action: int scalar, AP index.
+          params: :class:`EnvParams`.
+
+        Returns:
+          ``(obs, state, reward, terminated, info)``: the observation of the new state, the new state,
+          float32 scalar reward, bool scalar ``terminated`` (the vehicle reached the road end), and
+          ``info`` with bool scalars ``violation`` (the task failed) and ``success``, float32 scalars
+          ``latency`` (seconds, see :func:`transmission_outcome`) and ``cost`` (the chosen AP's cost,
+          0 on failure), and int32 scalar ``failure_cause`` (see :func:`failure_cause`).
+        """
+        ap = jnp.clip(jnp.asarray(action, jnp.int32), 0, params.num_aps - 1)
+        size = _f32(params.task_size_mbit)[state.size_class]
+        deadline = _f32(params.task_deadline_s)[state.deadline_class]
+        success, latency, cause = _outcome(
+            state.position,
+            state.speed,
+            size,
+            deadline,
+            _f32(params.ap_position_m)[ap],
+            _f32(params.ap_radius_m)[ap],
+            _f32(params.ap_rate_mbps)[ap],
+        )
+        cost = _f32(params.ap_cost)[ap]
+        reward_ok = (
+            _f32(params.success_reward)
+            - _f32(params.w_latency) * latency / deadline
+            - _f32(params.w_cost) * cost
+        )
+        reward = jnp.where(success, reward_ok, _f32(params.failure_reward)).astype(jnp.float32)
+
+        size_class, deadline_class = self._sample_task(key, params)
+        new_state = EnvState(
+            position=(state.position + state.speed * _f32(params.step_s)).astype(jnp.float32),
+            speed=state.speed,
+            size_class=size_class,
+            deadline_class=deadline_class,
+            time=state.time + 1,
+        )
+        terminated = self.is_terminated(new_state, params)
+        info = {
+            "violation": ~success,
+            "success": success,
+            "latency": latency,
+            "cost": jnp.where(success, cost, 0.0).astype(jnp.float32),
+            "failure_cause": cause,
+        }
+        obs = self.get_obs(new_state, params)
+        obs, new_state = self._apply_transition_gradient_policy(obs, new_state)
+        return obs, new_state, reward, terminated, info
+
+    def reset_env(self, key: jax.Array, params: EnvParams) -> tuple[jax.Array, EnvState]:
+        """Start at the road start with a speed ``U[speed_min_mps, speed_max_mps]`` and a first task.
+
+        Args:
+          key: PRNG key.
+          params: :class:`EnvParams`.
+
+        Returns:
+          ``(obs, state)``.
+        """
+        key_speed, key_task = jax.random.split(key)
+        speed = jax.random.uniform(
+            key_speed, (), jnp.float32, _f32(params.speed_min_mps), _f32(params.speed_max_mps)
+        )
+        size_class, deadline_class = self._sample_task(key_task, params)
+        state = EnvState(
+            position=jnp.zeros((), jnp.float32),
+            speed=speed,
+            size_class=size_class,
+            deadline_class=deadline_class,
+            time=jnp.zeros((), jnp.int32),
+        )
+        return self.get_obs(state, params), state
+
+    @staticmethod
+    def _sample_task(key: jax.Array, params: EnvParams) -> tuple[jax.Array, jax.Array]:
+        """Size and deadline classes, independent and uniform (int32 scalars)."""
+        k1, k2 = jax.random.split(key)
+        size_class = jax.random.randint(k1, (), 0, params.num_size_classes, jnp.int32)
+        deadline_class = jax.random.randint(k2, (), 0, params.num_deadline_classes, jnp.int32)
+        return size_class, deadline_class
+
+    def observe(self, key: jax.Array, state: EnvState, action, params: EnvParams) -> jax.Array:
+        """gymnax 1.x observation hook; deterministic, so ``key`` and ``action`` are unused."""
+        del key, action
+        return self.get_obs(state, params)
+
+    def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
+        """Observation of ``state`` in the mode ``params.observation``.
+
+        ``"index"``: int32 scalar in ``[0, num_states)`` with
+        ``index = ((position_bin * num_speed_bins + speed_bin) * num_size_classes + size_class)
+        * num_deadline_classes + deadline_class``; position bins split ``[0, road_length_m]`` and speed
+        bins split ``[speed_min_mps, speed_max_mps]`` into equal widths (values outside are clipped into
+        the first / last bin).
+
+        ``"features"``: float32 vector of shape ``(4 + 3 * num_aps,)``, every entry in ``[-1, 1]``:
+        ``[2 * position / road - 1, speed scaled to [-1, 1] over [speed_min, speed_max] (0 when they are
+        equal), 2 * size / max(size) - 1, 2 * deadline / max(deadline) - 1]`` followed, per AP, by the
+        distance to its coverage entry and to its coverage exit (``(edge - position) / road``, clipped
+        to ``[-1, 1]``; negative = already behind) and ``clip(tx_time / deadline, 0, 2) - 1`` with
+        ``tx_time = size / rate``.
+
+        Args:
+          state: :class:`EnvState`.
+          params: :class:`EnvParams` (defaults if ``None``).
+          key: unused.
+
+        Returns:
+          int32 scalar or float32 ``(4 + 3 * num_aps,)`` array.
+        """
+        del key
+        if params is None:
+            params = self.default_params
+        road = _f32(params.road_length_m)
+        vmin, vmax = _f32(params.speed_min_mps), _f32(params.speed_max_mps)
+        vspan = vmax - vmin
+        speed_unit = jnp.where(vspan > 0, (state.speed - vmin) / jnp.where(vspan > 0, vspan, 1.0), 0.0)
+        if params.observation == "index":
+            pos_bin = jnp.clip(
+                jnp.floor(state.position / road * params.num_position_bins).astype(jnp.int32),
+                0,
+                params.num_position_bins - 1,
+            )
+            speed_bin = jnp.clip(
+                jnp.floor(speed_unit * params.num_speed_bins).astype(jnp.int32), 0, params.num_speed_bins - 1
+            )
+            idx = (pos_bin * params.num_speed_bins + speed_bin) * params.num_size_classes + state.size_class
+            return (idx * params.num_deadline_classes + state.deadline_class).astype(jnp.int32)
+        if params.observation == "features":
+            sizes = _f32(params.task_size_mbit)
+            deadlines = _f32(params.task_deadline_s)
+            size = sizes[state.size_class]
+            deadline = deadlines[state.deadline_class]
+            centre, radius = _f32(params.ap_position_m), _f32(params.ap_radius_m)
+            entry = jnp.clip((centre - radius - state.position) / road, -1.0, 1.0)
+            exit_ = jnp.clip((centre + radius - state.position) / road, -1.0, 1.0)
+            tx = jnp.clip(size / _f32(params.ap_rate_mbps) / deadline, 0.0, 2.0) - 1.0
+            head = jnp.stack(
+                [
+                    2.0 * state.position / road - 1.0,
+                    2.0 * speed_unit - 1.0,
+                    2.0 * size / jnp.max(sizes) - 1.0,
+                    2.0 * deadline / jnp.max(deadlines) - 1.0,
+                ]
+            )
+            obs = jnp.concatenate([jnp.clip(head, -1.0, 1.0), entry, exit_, tx])
+            return obs.astype(jnp.float32)
+        raise ValueError(f"{_OWNER}.observation={params.observation!r}; expected one of {list(OBSERVATION_MODES)}")
+
+    def is_terminated(self, state: EnvState, params: EnvParams) -> jax.Array:
+        """True (bool scalar) once the vehicle has reached the road end."""
+        return jnp.asarray(state.position >= _f32(params.road_length_m))
+
+    @property
+    def name(self) -> str:
+        """Environment id."""
+        return "AccessPointSelection-v0"
+
+    @property
+    def num_actions(self) -> int:
+        """Number of APs at the default parameters (use ``action_space(params).n`` otherwise)."""
+        return EnvParams.__dataclass_fields__["num_aps"].default
+
+    def num_states(self, params: EnvParams) -> int:
+        """Size of the index observation space (a Python int, usable as a Q-table shape)."""
+        return (
+            params.num_position_bins
+            * params.num_speed_bins
+            * params.num_size_classes
+            * params.num_deadline_classes
+        )
+
+    def action_space(self, params: EnvParams | None = None) -> spaces.Discrete:
+        """``Discrete(num_aps)``: the AP to send the pending task to."""
+        if params is None:
+            params = self.default_params
+        return spaces.Discrete(params.num_aps)
+
+    def observation_space(self, params: EnvParams) -> spaces.Discrete | spaces.Box:
+        """``Discrete(num_states)`` (``"index"``) or ``Box(-1, 1, (4 + 3 * num_aps,), float32)``."""
+        if params.observation == "index":
+            return spaces.Discrete(self.num_states(params))
+        return spaces.Box(-1.0, 1.0, (4 + 3 * params.num_aps,), jnp.float32)
+
+    def state_space(self, params: EnvParams) -> spaces.Dict:
+        """Bounds of every :class:`EnvState` field."""
+        road = _f32(params.road_length_m)
+        return spaces.Dict(
+            {
+                "position": spaces.Box(0.0, road + _f32(params.speed_max_mps) * _f32(params.step_s), (), jnp.float32),
+                "speed": spaces.Box(_f32(params.speed_min_mps), _f32(params.speed_max_mps), (), jnp.float32),
+                "size_class": spaces.Discrete(params.num_size_classes),
+                "deadline_class": spaces.Discrete(params.num_deadline_classes),
+                "time": spaces.Discrete(params.max_steps_in_episode + 1),
+            }
+        )
+
+
+def _factory(**overrides: Any) -> tuple[AccessPointSelection, EnvParams]:
+    """``dt.make`` factory: list/tuple overrides of array fields become float32 arrays."""
+    overrides = dict(overrides)
+    for name in _ARRAY_FIELDS:
+        value = overrides.get(name)
+        if isinstance(value, (list, tuple, np.ndarray)):
+            try:
+                overrides[name] = jnp.asarray(np.asarray(value, np.float32))
+            except (TypeError, ValueError) as err:
+                raise ValueError(f"{_OWNER}.{name}={value!r}: expected a list of numbers") from err
+    return AccessPointSelection(), build_params(EnvParams, overrides, validate_params)
+
+
+register(
+    "AccessPointSelection-v0",
+    _factory,
+    "URLLC access-point selection for a vehicle on a straight road (paper case 1): 5 APs, discrete index or feature obs",
+)

@@ -1,0 +1,178 @@
+"""The digital space of one physical environment: D domains with their own states.
+
+Each domain keeps, in the carry, its own estimate of the current physical state. Domain 0 is the
+*identical domain*: it copies the physical state after every physical step. The other, *different*
+domains copy it only at synchronisation events (every ``sync_every`` physical steps); in between
+they run on their own, simulating the physical agent's actions with their own randomness (and
+their own, possibly mismatched, ``EnvParams``), as a real twin does between sensor updates.
+Every copy passes through the twin's sensors: ``state_noise_std`` is added to float state leaves.
+
+From these estimates the twin runs *what-if branches* that never overwrite them:
+  * action trials from domains 1 .. n-1 (estimates of s_t),
+  * look-ahead rollouts from domains 0 .. M-1 (estimates of s_{t+1}, after the advance),
+  * the shield's check of an exploratory action in domain 0.
+
+All functions here act on one physical environment; the loop vmaps them over ``num_envs``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from dtrl_jax.transition import Transition, one_step_transition
+from dtrl_jax.twin.domains import replicate
+from dtrl_jax.twin.lookahead import rollout_branch
+from dtrl_jax.twin.noise import add_float_noise
+from dtrl_jax.twin.trials import trial_actions
+
+
+@struct.dataclass
+class DomainStates:
+    """Per-domain estimates of the physical state: leaves ``[num_domains, ...]``."""
+
+    states: Any
+    obs: Any
+
+
+def _take(tree, idx):
+    return jax.tree.map(lambda x: x[idx], tree)
+
+
+class DigitalSpace:
+    """The digital domains of one physical environment (see the module docstring).
+
+    Args:
+      env: the gymnax environment twinned (the same object the physical space runs).
+      env_params: the physical ``EnvParams``.
+      twin_params: ``None`` (perfect twin: every domain uses ``env_params``) or a stack of
+        ``EnvParams`` with a leading ``[num_domains]`` axis (mismatched twins).
+      config: the ``TwinConfig``.
+      can_observe: whether ``env.get_obs(state, params)`` works; without it, noisy states keep
+        the physical observation.
+    """
+
+    def __init__(self, env, env_params, twin_params, config, *, can_observe: bool, obs_is_float: bool):
+        self.env = env
+        self.config = config
+        self.num_domains = config.num_domains
+        self.params = env_params if twin_params is None else twin_params
+        self.params_axis = None if twin_params is None else 0
+        self.can_observe = can_observe
+        self.obs_is_float = obs_is_float
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def _domain_params(self, idx: jnp.ndarray):
+        if self.params_axis is None:
+            return self.params
+        return _take(self.params, idx)
+
+    def _step(self, keys, states, actions, idx):
+        """``env.step`` in the domains ``idx`` (static int array) from ``states`` (leading axis = len(idx))."""
+        return jax.vmap(self.env.step, in_axes=(0, 0, 0, self.params_axis))(
+            keys, states, actions, self._domain_params(idx)
+        )
+
+    def _observe(self, states, fallback_obs, idx):
+        if not self.can_observe:
+            return fallback_obs
+        return jax.vmap(lambda s, p: self.env.get_obs(s, p), in_axes=(0, self.params_axis))(
+            states, self._domain_params(idx)
+        )
+
+    def obs_noise(self, key, obs):
+        """Observation noise of the twin's sensors (float observations only)."""
+        if not self.obs_is_float:
+            return obs
+        return add_float_noise(key, obs, self.config.obs_noise_std)
+
+    # -- synchronisation ------------------------------------------------------------------------
+    def copy_physical(self, key, phys_state, phys_obs, noise_std) -> DomainStates:
+        """Every domain receives a (noisy) copy of the physical state."""
+        idx = jnp.arange(self.num_domains)
+        states = replicate(phys_state, self.num_domains)
+        states = jax.vmap(add_float_noise, in_axes=(0, 0, None))(
+            jax.random.split(key, self.num_domains), states, noise_std
+        )
+        # The time counter is integer and never noised; observations are re-read from the noisy
+        # states so the twin's view is consistent with its own state.
+        obs = self._observe(states, replicate(phys_obs, self.num_domains), idx)
+        return DomainStates(states=states, obs=obs)
+
+    def advance(self, key, current: DomainStates, action, phys_next_state, phys_next_obs, sync_now, noise_std):
+        """Move every estimate from s_t to s_{t+1}.
+
+        Domain 0 and, when ``sync_now``, all domains copy the physical s_{t+1}; otherwise the
+        different domains simulate the physical action from their own estimate.
+        """
+        k_copy, k_sim = jax.random.split(key)
+        synced = self.copy_physical(k_copy, phys_next_state, phys_next_obs, noise_std)
+        if self.config.sync_every == 1:
+            return synced
+        idx = jnp.arange(self.num_domains)
+        actions = jnp.broadcast_to(action, (self.num_domains,))
+        sim_obs, sim_states, *_ = self._step(jax.random.split(k_sim, self.num_domains), current.states, actions, idx)
+        simulated = DomainStates(states=sim_states, obs=sim_obs)
+        take_copy = jnp.logical_or(sync_now, idx == 0)  # the identical domain mirrors every step
+
+        def pick(copy, sim):
+            mask = jnp.reshape(take_copy, (-1,) + (1,) * (jnp.ndim(copy) - 1))
+            return jnp.where(mask, copy, sim)
+
+        return jax.tree.map(pick, synced, simulated)
+
+    # -- what-if branches -----------------------------------------------------------------------
+    def trials(self, key, domains: DomainStates, physical_action, *, num_actions: int, gamma) -> Transition:
+        """Action trials: domain i (1 .. n-1) tries a distinct non-physical action from its estimate."""
+        n = self.config.action_trials - 1
+        k_act, k_env, k_noise = jax.random.split(key, 3)
+        idx = jnp.arange(1, n + 1)
+        actions = trial_actions(k_act, physical_action, num_actions, self.config.action_trials)
+        states, obs = _take(domains.states, idx), _take(domains.obs, idx)
+        _, _, reward, terminated, _, info = self._step(jax.random.split(k_env, n), states, actions, idx)
+        k1, k2 = jax.random.split(k_noise)
+        return jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
+            self.obs_noise(k1, obs), actions, reward, terminated,
+            self.obs_noise(k2, info["final_observation"]), gamma,
+        )
+
+    def shield_violation(self, key, domains: DomainStates, action) -> jax.Array:
+        """Does the identical domain predict a violation for ``action`` from its estimate of s_t?"""
+        idx = jnp.arange(1)
+        out = self._step(key[None], _take(domains.states, idx), jnp.reshape(action, (1,)), idx)
+        return out[5]["violation"][0]
+
+    def rollouts(self, key, domains: DomainStates, policy, *, obs, action, reward, terminated, truncated,
+                 final_obs, gamma) -> Transition:
+        """M look-ahead branches of k - 1 twin steps from domains 0 .. M-1 (estimates of s_{t+1})."""
+        m = self.config.lookahead_rollouts
+        idx = jnp.arange(m)
+        k_roll, k_noise = jax.random.split(key)
+        params = self._domain_params(idx)
+
+        def branch(k, s, o, p):
+            return rollout_branch(
+                self.env, policy, k, s, o, p,
+                first_reward=reward, first_terminated=terminated, first_truncated=truncated,
+                first_final_obs=final_obs, steps=self.config.lookahead - 1, gamma=gamma,
+            )
+
+        returns, discounts, boot_obs = jax.vmap(branch, in_axes=(0, 0, 0, self.params_axis))(
+            jax.random.split(k_roll, m), _take(domains.states, idx), _take(domains.obs, idx), params
+        )
+        weights = jnp.full((m,), 1.0 / m, jnp.float32)
+        if not self.config.average_rollouts:
+            # One domain's prediction alone (chosen at random): the unaveraged estimate.
+            pick = jax.random.randint(k_noise, (), 0, m)
+            weights = jax.nn.one_hot(pick, m, dtype=jnp.float32)
+        return Transition(
+            obs=obs,
+            action=jnp.asarray(action, jnp.int32),
+            returns=returns,
+            discounts=discounts,
+            next_obs=self.obs_noise(jax.random.fold_in(k_noise, 1), boot_obs),
+            weights=weights,
+        )
