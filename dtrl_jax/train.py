@@ -41,6 +41,7 @@ from dtrl_jax.agents.exploration import (
 )
 from dtrl_jax.agents.tabular import TabularQAgent
 from dtrl_jax.config import DQNConfig, QLearningConfig
+from dtrl_jax.host_callback import once_per_batch
 from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import Transition, one_step_transition
 from dtrl_jax.twin.global_obs import GlobalObservation
@@ -236,7 +237,7 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-def make_train(config, env, env_params, *, twin_params=None):
+def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
     Args:
@@ -246,8 +247,16 @@ def make_train(config, env, env_params, *, twin_params=None):
       twin_params: optional stack of ``EnvParams`` with a leading ``[num_domains]`` axis: a
         mismatched (imperfect) twin, one parameter set per domain (see
         ``dtrl_jax.twin.mismatch.perturb_params``), or other scenarios per domain.
+      on_interval: optional host function ``f(metrics_row)`` called from inside the compiled
+        program at the end of every logging interval (progress bars, live logs). It fires once
+        per interval however many ``vmap``s wrap ``train`` (leaves then carry the batch axes).
+        None (default) adds nothing to the program.
     Returns:
       ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs seeds in parallel.
+      ``train.init(key) -> (runner_state, interval_keys)`` and
+      ``train.run(runner_state, interval_keys) -> (runner_state, metrics)`` split it at interval
+      boundaries: running ``interval_keys[:i]`` then ``interval_keys[i:]`` equals one full run,
+      which is what checkpoint/resume builds on.
     Raises:
       ValueError/TypeError: before any tracing, for a config the environment cannot support.
     """
@@ -426,9 +435,13 @@ def make_train(config, env, env_params, *, twin_params=None):
             twin_ready=acc["ready"].astype(jnp.int32) if twin is not None else jnp.int32(0),
             sync_events=runner.sync_events,
         )
+        if reporter is not None:
+            reporter(metrics)
         return runner, metrics
 
-    def train(key: jax.Array) -> TrainResult:
+    reporter = None if on_interval is None else once_per_batch(on_interval)
+
+    def init(key: jax.Array):
         k_init, k_reset, k_loop = jax.random.split(key, 3)
         ready0 = jnp.asarray(True) if twin is None else 0 >= jnp.asarray(twin.ready_after)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
@@ -459,7 +472,17 @@ def make_train(config, env, env_params, *, twin_params=None):
             sync_events=jnp.int32(0),
             domains=domains,
         )
-        runner, metrics = jax.lax.scan(interval, runner, jax.random.split(k_loop, config.num_intervals))
+        return runner, jax.random.split(k_loop, config.num_intervals)
+
+    def run(runner: RunnerState, interval_keys: jax.Array):
+        return jax.lax.scan(interval, runner, interval_keys)
+
+    def train(key: jax.Array) -> TrainResult:
+        runner, interval_keys = init(key)
+        runner, metrics = run(runner, interval_keys)
         return TrainResult(runner_state=runner, metrics=metrics)
 
+    train.init = init
+    train.run = run
+    train.config = config
     return train
