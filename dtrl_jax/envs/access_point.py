@@ -107,6 +107,7 @@ CAUSE_LEFT_COVERAGE = 2  #: the vehicle left the coverage before the last bit
 CAUSE_DEADLINE = 3  #: waiting + transmission time exceeded the deadline
 
 _OWNER = "AccessPointParams"
+_MIN_SPEED = 1e-3  # m/s; speeds below it (only reachable through noisy twin states) are clamped
 _AP_FIELDS = ("ap_position_m", "ap_radius_m", "ap_rate_mbps", "ap_cost")
 _ARRAY_FIELDS = _AP_FIELDS + ("task_size_mbit", "task_deadline_s")
 
@@ -261,6 +262,8 @@ def _outcome(position, speed, size, deadline, ap_center, ap_radius, ap_rate):
     f32 = jnp.float32
     position, speed, size, deadline = (jnp.asarray(x, f32) for x in (position, speed, size, deadline))
     ap_center, ap_radius, ap_rate = (jnp.asarray(x, f32) for x in (ap_center, ap_radius, ap_rate))
+    # A noisy twin state may carry a zero or negative speed; treat it as a crawl, never divide by 0.
+    speed = jnp.maximum(speed, _MIN_SPEED)
     enter = ap_center - ap_radius
     leave = ap_center + ap_radius
     tx_time = size / ap_rate
@@ -289,6 +292,7 @@ def transmission_outcome(position, speed, size, deadline, ap_center, ap_radius, 
     before it; it fails if the vehicle is already past ``ap_center + ap_radius``, if it leaves the
     coverage before the last bit (``size / ap_rate`` longer than the time left in coverage), or if
     ``wait + size / ap_rate > deadline``. Boundaries count as success (inside coverage, on time).
+    Speeds below 1e-3 m/s (possible only in a noisy twin state) are treated as 1e-3 m/s.
 
     Args:
       position: vehicle position, metres (scalar or array).

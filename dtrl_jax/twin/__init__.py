@@ -1,14 +1,21 @@
-"""Digital space: digital domains, action trials and look-ahead rollouts over any gymnax env."""
+"""Digital space: digital domains, sync and noise, action trials, look-ahead rollouts, shield and
+global observation, over any gymnax environment."""
 
 from dtrl_jax.twin.domains import replicate, step_domains
-from dtrl_jax.twin.lookahead import lookahead_transition, rollout_branch
-from dtrl_jax.twin.trials import run_action_trials, trial_actions
+from dtrl_jax.twin.global_obs import GlobalObservation
+from dtrl_jax.twin.lookahead import rollout_branch
+from dtrl_jax.twin.mismatch import perturb_params, stack_params
+from dtrl_jax.twin.space import DigitalSpace, DomainStates
+from dtrl_jax.twin.trials import trial_actions
 
 __all__ = [
+    "DigitalSpace",
+    "DomainStates",
+    "GlobalObservation",
+    "perturb_params",
     "replicate",
-    "step_domains",
-    "lookahead_transition",
     "rollout_branch",
-    "run_action_trials",
+    "stack_params",
+    "step_domains",
     "trial_actions",
 ]

@@ -9,7 +9,8 @@ bootstrapping from s_{t+j} with j = k unless the episode ended earlier: a termin
 sets discount_m = 0 (no bootstrap); a truncation at step j bootstraps from the pre-reset observation
 with gamma^j. The agent's target is ``mean_m (G_m + discount_m max_a Q_target(s^m_{t+j}, a))``.
 Averaging over M rollouts is the paper's "average long-term gain of different trajectories", which
-n-step learning on a single physical trajectory cannot give.
+n-step learning on a single physical trajectory cannot give. ``DigitalSpace.rollouts`` runs one
+``rollout_branch`` per domain and builds the averaged ``Transition``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from dtrl_jax.transition import Transition
-from dtrl_jax.twin.domains import replicate
 
 
 def _select(pred, a, b):
@@ -88,55 +87,3 @@ def rollout_branch(
 
     carry, _ = jax.lax.scan(twin_step, carry, jax.random.split(key, steps))
     return carry["ret"], carry["discount"], carry["boot_obs"]
-
-
-def lookahead_transition(
-    env,
-    policy,
-    key: jax.Array,
-    obs: Any,
-    action: jax.Array,
-    reward,
-    terminated,
-    truncated,
-    final_obs: Any,
-    next_obs: Any,
-    next_state: Any,
-    params: Any,
-    *,
-    lookahead: int,
-    rollouts: int,
-    gamma,
-) -> Transition:
-    """A physical transition with M = ``rollouts`` look-ahead branches of ``lookahead`` = k steps.
-
-    ``obs`` is s_t; ``next_obs``/``next_state`` the physical step's (possibly auto-reset) outputs;
-    ``final_obs`` its pre-reset observation. All for one environment (no batch axis).
-    """
-    states = replicate(next_state, rollouts)
-    obs_m = replicate(next_obs, rollouts)
-    branch = jax.vmap(
-        lambda k, s, o: rollout_branch(
-            env,
-            policy,
-            k,
-            s,
-            o,
-            params,
-            first_reward=reward,
-            first_terminated=terminated,
-            first_truncated=truncated,
-            first_final_obs=final_obs,
-            steps=lookahead - 1,
-            gamma=gamma,
-        )
-    )
-    returns, discounts, boot_obs = branch(jax.random.split(key, rollouts), states, obs_m)
-    return Transition(
-        obs=obs,
-        action=jnp.asarray(action, jnp.int32),
-        returns=returns,
-        discounts=discounts,
-        next_obs=boot_obs,
-        weights=jnp.full((rollouts,), 1.0 / rollouts, jnp.float32),
-    )

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from dtrl_jax.transition import Transition, one_step_transition
-from dtrl_jax.twin.domains import replicate
+from dtrl_jax.twin.domains import replicate, step_domains
 from dtrl_jax.twin.lookahead import rollout_branch
 from dtrl_jax.twin.noise import add_float_noise
 from dtrl_jax.twin.trials import trial_actions
@@ -72,9 +72,7 @@ class DigitalSpace:
 
     def _step(self, keys, states, actions, idx):
         """``env.step`` in the domains ``idx`` (static int array) from ``states`` (leading axis = len(idx))."""
-        return jax.vmap(self.env.step, in_axes=(0, 0, 0, self.params_axis))(
-            keys, states, actions, self._domain_params(idx)
-        )
+        return step_domains(self.env, keys, states, actions, self._domain_params(idx), self.params_axis)
 
     def _observe(self, states, fallback_obs, idx):
         if not self.can_observe:

@@ -9,7 +9,8 @@ import pytest
 
 from dtrl_jax.agents.exploration import greedy_action
 from dtrl_jax.agents.td import branch_target
-from dtrl_jax.twin.lookahead import lookahead_transition
+from dtrl_jax.config import TwinConfig
+from dtrl_jax.twin.space import DigitalSpace
 from tests.helpers import Chain, ChainParams, ChainState
 
 
@@ -54,9 +55,12 @@ def _run_lookahead(pos, action, time, q, k, gamma, params, rollouts):
     next_obs, next_state, reward, term, trunc, info = env.step(key, state, action, params)
     qj = jnp.asarray(q, jnp.float32)
     policy = lambda kk, o: greedy_action(kk, qj[o])  # noqa: E731
-    return lookahead_transition(
-        env, policy, jax.random.key(2), obs, action, reward, term, trunc, info["final_observation"],
-        next_obs, next_state, params, lookahead=k, rollouts=rollouts, gamma=gamma,
+    cfg = TwinConfig(num_domains=rollouts, lookahead=k, lookahead_rollouts=rollouts)
+    space = DigitalSpace(env, params, None, cfg, can_observe=True, obs_is_float=False)
+    domains = space.copy_physical(jax.random.key(3), next_state, next_obs, 0.0)
+    return space.rollouts(
+        jax.random.key(2), domains, policy, obs=obs, action=action, reward=reward, terminated=term,
+        truncated=trunc, final_obs=info["final_observation"], gamma=gamma,
     )
 
 

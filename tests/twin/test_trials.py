@@ -3,7 +3,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dtrl_jax.twin.trials import run_action_trials, trial_actions
+from dtrl_jax.config import TwinConfig
+from dtrl_jax.twin.space import DigitalSpace
+from dtrl_jax.twin.trials import trial_actions
 from tests.helpers import Chain, ChainParams, ChainState
 
 
@@ -28,11 +30,14 @@ def test_trial_transitions_come_from_the_physical_state():
     env, params = Chain(), ChainParams(length=4)
     state = ChainState(pos=jnp.int32(2), time=0)
     obs = env.get_obs(state, params)
-    t, info = run_action_trials(env, jax.random.key(0), obs, state, jnp.int32(0), params,
-                                num_actions=2, num_trials=2, gamma=0.9)
+    space = DigitalSpace(env, params, None, TwinConfig(num_domains=2, action_trials=2),
+                         can_observe=True, obs_is_float=False)
+    domains = space.copy_physical(jax.random.key(1), state, obs, 0.0)
+    t = space.trials(jax.random.key(0), domains, jnp.int32(0), num_actions=2, gamma=0.9)
     # physical action 0 -> the only other action is 1: 2 -> 3 = goal, reward 1, terminated
     assert int(t.action[0]) == 1
     np.testing.assert_allclose(np.asarray(t.returns), [[1.0]])
     np.testing.assert_allclose(np.asarray(t.discounts), [[0.0]])
     assert int(t.obs[0]) == 2
-    assert bool(info["violation"][0]) is False
+    assert not bool(space.shield_violation(jax.random.key(2), domains, jnp.int32(1)))
+    assert bool(space.shield_violation(jax.random.key(2), domains, jnp.int32(0)))  # stay at L-2
