@@ -42,6 +42,7 @@ from dtrl_jax.agents.exploration import (
 from dtrl_jax.agents.tabular import TabularQAgent
 from dtrl_jax.config import DQNConfig, QLearningConfig
 from dtrl_jax.host_callback import once_per_batch
+from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import Transition, one_step_transition
 from dtrl_jax.twin.global_obs import GlobalObservation
@@ -237,7 +238,7 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
+def make_train(config, env, env_params, *, twin_params=None, on_interval=None, mesh=None):
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
     Args:
@@ -251,6 +252,10 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
         program at the end of every logging interval (progress bars, live logs). It fires once
         per interval however many ``vmap``s wrap ``train`` (leaves then carry the batch axes).
         None (default) adds nothing to the program.
+      mesh: optional ``jax.sharding.Mesh``. With a ``"domains"`` axis the digital-domain axis (domain
+        states, trials, rollouts, per-domain storage) is sharded over it (see ``dtrl_jax.sharding``);
+        a ``"seeds"`` axis is used by ``dtrl_jax.distributed.shard_seeds`` to shard vmapped keys.
+        Results match the unsharded program up to float reduction order.
     Returns:
       ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs seeds in parallel.
       ``train.init(key) -> (runner_state, interval_keys)`` and
@@ -265,6 +270,9 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
     twin = config.twin
     spec = inspect_env(env, env_params)
     _validate(config, spec, env, env_params, twin_params)
+    if mesh is not None:
+        validate_mesh(mesh, twin)
+    shard = DomainSharding(mesh)
     use_global = twin is not None and twin.share_global_obs
     if use_global:
         env = GlobalObservation(env)
@@ -352,7 +360,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
                     lambda k, d, a: space.trials(k, d, a, num_actions=spec.num_actions, gamma=gamma)
                 )(jax.random.split(k_trial, num_envs), runner.domains, actions)
                 # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
-                trials = jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials)
+                trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
             sync_now = (steps_after % twin.sync_every) == 0
             noise = state_noise_std(twin, runner.steps)
             k_adv = jax.random.fold_in(k_look, 1)
@@ -360,6 +368,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
                 jax.random.split(k_adv, num_envs), runner.domains, actions, next_state, next_obs,
                 sync_now, noise,
             )
+            domains = shard.constrain(domains, 1)
             if use_lookahead:
                 policy = twin_policy(runner.agent_state, epsilon)
                 looked = jax.vmap(
@@ -369,12 +378,19 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
                     )
                 )(jax.random.split(k_look, num_envs), domains, runner.obs, actions, reward,
                   terminated, truncated, final_obs)
+                looked = looked.replace(
+                    returns=shard.constrain(looked.returns, 1),
+                    discounts=shard.constrain(looked.discounts, 1),
+                    next_obs=shard.constrain(looked.next_obs, 1),
+                )
                 padded = jax.vmap(lambda t: _pad_branches(t, twin.lookahead_rollouts))(physical)
                 physical = _select(ready, looked, padded)
 
         agent_state, storage, stats = agent.learn(
             runner.agent_state, runner.storage, physical, trials, runner.steps, steps_after, k_learn, ready
         )
+        if use_trials and getattr(storage, "twin", None) is not None:
+            storage = storage.replace(twin=shard.constrain(storage.twin, 0))
 
         done = jnp.logical_or(terminated, truncated)
         ep_return = runner.episode_return + reward.astype(jnp.float32)
@@ -457,6 +473,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None):
             domains = jax.vmap(space.copy_physical, in_axes=(0, 0, 0, None))(
                 jax.random.split(k_dom, num_envs), env_state, obs, state_noise_std(twin, 0)
             )
+            domains = shard.constrain(domains, 1)
         runner = RunnerState(
             env_state=env_state,
             obs=obs,
