@@ -116,6 +116,22 @@ class TwinConfig:
         "the twin shows info['violation'], the greedy action is taken instead. Needs an env whose "
         "info has 'violation'.",
     )
+    outage_windows: tuple = _static(
+        (),
+        "Twin outages for fault injection: ((start, end), ...) physical-step windows [start, end) in "
+        "which the twin is unavailable; the loop falls back to physical-only updates there.",
+    )
+    burst_windows: tuple = _static(
+        (),
+        "Twin divergence injection: ((start, end, std), ...) windows [start, end) in which std is "
+        "added to the state-noise std of every synchronisation.",
+    )
+    max_divergence: float | None = _static(
+        None,
+        "Twin health check: each step the identical domain predicts the physical next observation; "
+        "if it is off by more than this (max abs over float features, any mismatch for discrete "
+        "ones) the twin is treated as diverged and the step is physical-only. None = no check.",
+    )
     share_global_obs: bool = _static(
         False,
         "Augment the agent's observation with the global observation read from the identical domain "
@@ -149,6 +165,23 @@ class TwinConfig:
         check_number(o, "ready_after", self.ready_after, low=0, integer=True)
         check_number(o, "build_steps", self.build_steps, low=0, integer=True)
         check_number(o, "build_noise_std", self.build_noise_std, low=0.0)
+        if not isinstance(self.outage_windows, tuple):
+            raise TypeError(f"{o}.outage_windows={self.outage_windows!r}: expected a tuple of (start, end)")
+        for window in self.outage_windows:
+            if not (isinstance(window, tuple) and len(window) == 2):
+                raise ValueError(f"{o}.outage_windows entry {window!r}: expected (start, end)")
+            check_positive_int(o, "outage_windows start", window[0], minimum=0)
+            check_positive_int(o, "outage_windows end", window[1], minimum=window[0] + 1)
+        if not isinstance(self.burst_windows, tuple):
+            raise TypeError(f"{o}.burst_windows={self.burst_windows!r}: expected a tuple of (start, end, std)")
+        for window in self.burst_windows:
+            if not (isinstance(window, tuple) and len(window) == 3):
+                raise ValueError(f"{o}.burst_windows entry {window!r}: expected (start, end, std)")
+            check_positive_int(o, "burst_windows start", window[0], minimum=0)
+            check_positive_int(o, "burst_windows end", window[1], minimum=window[0] + 1)
+            check_number(o, "burst_windows std", window[2], low=0.0)
+        if self.max_divergence is not None:
+            check_number(o, "max_divergence", self.max_divergence, low=0.0, low_open=True)
         for flag in ("average_rollouts", "shield", "share_global_obs"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{o}.{flag}={getattr(self, flag)!r}: expected a bool")
@@ -165,6 +198,10 @@ class TwinConfig:
     def uses_domains(self) -> bool:
         """Whether any feature needs the digital domains to run at all."""
         return self.uses_trials or self.uses_lookahead or self.shield
+
+    @property
+    def health_checked(self) -> bool:
+        return self.max_divergence is not None
 
     @property
     def branches(self) -> int:
@@ -192,6 +229,11 @@ class _AgentConfig:
     epsilon_decay_steps: float = _traced(
         50_000, "Physical steps over which epsilon decays linearly from epsilon_start to epsilon_end; > 0."
     )
+    check_numerics: bool = _static(
+        False,
+        "Stop the run (FloatingPointError, at the end of the logging interval) naming the first "
+        "physical step and quantity (observation, reward, Q-values, loss) that was not finite.",
+    )
     twin: TwinConfig | None = struct.field(
         pytree_node=True,
         default=None,
@@ -218,6 +260,8 @@ class _AgentConfig:
         check_number(o, "epsilon_start", self.epsilon_start, low=0.0, high=1.0)
         check_number(o, "epsilon_end", self.epsilon_end, low=0.0, high=1.0)
         check_number(o, "epsilon_decay_steps", self.epsilon_decay_steps, low=0.0, low_open=True)
+        if not isinstance(self.check_numerics, bool):
+            raise TypeError(f"{o}.check_numerics={self.check_numerics!r}: expected a bool")
         if self.twin is not None and not isinstance(self.twin, TwinConfig):
             raise TypeError(f"{o}.twin={self.twin!r}: expected None or a TwinConfig")
 
@@ -267,7 +311,11 @@ class DQNConfig(_AgentConfig):
     target_update_every: int = _static(500, "Physical steps between target-network updates.")
     tau: float = _traced(1.0, "Target update rate: target <- tau * online + (1 - tau) * target; 1 = hard copy.")
     double_q: bool = _static(False, "Double DQN: the online network picks the bootstrap action.")
-    network: str = _static("mlp", "Q-network architecture: 'mlp'.")
+    network: str = _static(
+        "mlp",
+        "Q-network architecture: 'mlp' (dense layers), 'cnn' (1-D CNN over per-entity features [E, F]) or "
+        "'gru' (GRU over an observation window [W, F]); see dtrl_jax.agents.networks.",
+    )
     hidden_sizes: tuple[int, ...] = _static((120, 84), "Hidden layer widths of the MLP.")
     max_grad_norm: float = _traced(10.0, "Global-norm gradient clipping threshold; > 0.")
     loss: str = _static("mse", "TD loss: 'mse' or 'huber'.")
@@ -286,7 +334,7 @@ class DQNConfig(_AgentConfig):
         check_positive_int(o, "train_every", self.train_every)
         check_positive_int(o, "target_update_every", self.target_update_every)
         check_number(o, "tau", self.tau, low=0.0, high=1.0, low_open=True)
-        check_choice(o, "network", self.network, ("mlp",))
+        check_choice(o, "network", self.network, ("mlp", "cnn", "gru"))
         if not isinstance(self.hidden_sizes, tuple) or not self.hidden_sizes:
             raise TypeError(f"{o}.hidden_sizes={self.hidden_sizes!r}: expected a non-empty tuple of ints")
         for width in self.hidden_sizes:

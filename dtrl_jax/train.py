@@ -62,7 +62,55 @@ METRIC_NAMES = (
     "shielded",
     "twin_ready",
     "sync_events",
+    "twin_faults",
 )
+
+NUMERIC_FAULTS = {1: "observation", 2: "reward", 3: "Q-values", 4: "loss"}
+
+
+def in_windows(steps, windows) -> jax.Array:
+    """Whether ``steps`` lies in any ``[start, end)`` window (a static tuple)."""
+    inside = jnp.asarray(False)
+    for window in windows:
+        inside = inside | ((steps >= window[0]) & (steps < window[1]))
+    return inside
+
+
+def burst_std(steps, windows) -> jax.Array:
+    """Extra state-noise std of the ``(start, end, std)`` burst windows active at ``steps``."""
+    extra = jnp.float32(0.0)
+    for start, end, std in windows:
+        extra = extra + jnp.where((steps >= start) & (steps < end), jnp.float32(std), 0.0)
+    return extra
+
+
+def _all_finite(tree) -> jax.Array:
+    leaves = [x for x in jax.tree.leaves(tree) if jnp.issubdtype(jnp.asarray(x).dtype, jnp.floating)]
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves])) if leaves else jnp.asarray(True)
+
+
+def numeric_fault_code(obs, reward, q_values, loss) -> jax.Array:
+    """0 if all finite, else the code (``NUMERIC_FAULTS``) of the first non-finite quantity in data-flow order."""
+    checks = [_all_finite(obs), _all_finite(reward), _all_finite(q_values), _all_finite(loss)]
+    code = jnp.int32(0)
+    for i in reversed(range(4)):
+        code = jnp.where(checks[i], code, jnp.int32(i + 1))
+    return code
+
+
+def raise_on_numeric_fault(fault) -> None:
+    """Host side of ``check_numerics``: raise naming the first non-finite quantity and its step."""
+    import numpy as np
+
+    steps = np.atleast_1d(np.asarray(fault["step"])).reshape(-1)
+    codes = np.atleast_1d(np.asarray(fault["code"])).reshape(-1)
+    bad = np.flatnonzero(steps >= 0)
+    if bad.size:
+        i = bad[np.argmin(steps[bad])]
+        raise FloatingPointError(
+            f"check_numerics: non-finite {NUMERIC_FAULTS[int(codes[i])]} at physical step {int(steps[i])}"
+            + (f" (run {int(i)} of the vmapped batch)" if steps.size > 1 else "")
+        )
 
 
 @struct.dataclass
@@ -78,6 +126,10 @@ class RunnerState:
       twin_transitions: float32 cumulative number of twin env steps (float: it can pass 2**31).
       updates: int32 cumulative gradient/table updates.
       shielded, sync_events: int32 cumulative shield replacements and synchronisation events.
+      twin_faults: int32 vectorised steps the twin was ready but unusable (outage or divergence).
+      fault_step, fault_code: first physical step with a non-finite quantity (-1: none) and which
+        one (see ``NUMERIC_FAULTS``); tracked when ``check_numerics`` is on.
+      loop_key: the key whose ``fold_in`` with the step index drives each physical step.
       domains: the digital domains' state estimates (leading ``[num_envs, num_domains]``), or None.
     """
 
@@ -93,7 +145,11 @@ class RunnerState:
     updates: jax.Array
     shielded: jax.Array
     sync_events: jax.Array
+    twin_faults: jax.Array
+    fault_step: jax.Array
+    fault_code: jax.Array
     domains: Any
+    loop_key: jax.Array
 
 
 @struct.dataclass
@@ -109,8 +165,10 @@ class TrainResult:
         loss of the interval's updates, 0 without updates), ``updates`` (cumulative), ``epsilon``
         (at the interval's end), ``violations`` (cumulative physical ``info["violation"]``; 0 when
         the env defines none), ``shielded`` (cumulative exploratory actions the shield replaced),
-        ``twin_ready`` (1 once the twin is in use at the interval's end) and ``sync_events``
-        (cumulative synchronisations of the different domains while the twin is in use).
+        ``twin_ready`` (1 once the twin is in use at the interval's end), ``sync_events``
+        (cumulative synchronisations of the different domains while the twin is in use) and
+        ``twin_faults`` (cumulative vectorised steps in which a ready twin was unusable: an
+        outage window or a failed health check; those steps were physical-only).
     """
 
     runner_state: RunnerState
@@ -258,10 +316,11 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         Results match the unsharded program up to float reduction order.
     Returns:
       ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs seeds in parallel.
-      ``train.init(key) -> (runner_state, interval_keys)`` and
-      ``train.run(runner_state, interval_keys) -> (runner_state, metrics)`` split it at interval
-      boundaries: running ``interval_keys[:i]`` then ``interval_keys[i:]`` equals one full run,
-      which is what checkpoint/resume builds on.
+      ``train.init(key) -> (runner_state, intervals)`` and
+      ``train.run(runner_state, intervals) -> (runner_state, metrics)`` split it at interval
+      boundaries: running ``intervals[:i]`` then ``intervals[i:]`` equals one full run, which is
+      what checkpoint/resume builds on. The random stream of physical step t is
+      ``fold_in(loop_key, t)``, so results do not depend on ``log_every``.
     Raises:
       ValueError/TypeError: before any tracing, for a config the environment cannot support.
     """
@@ -321,12 +380,14 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
 
         return policy
 
-    def iteration(carry, key):
+    def iteration(carry, _):
         runner, acc = carry
+        key = jax.random.fold_in(runner.loop_key, runner.steps // num_envs)
         k_act, k_env, k_trial, k_look, k_learn = jax.random.split(key, 5)
         steps_after = runner.steps + num_envs
         ready = jnp.asarray(True) if twin is None else runner.steps >= twin.ready_after
-        phys_params = gated_params(env_params, ready)
+        available = ready & ~in_windows(runner.steps, twin.outage_windows if twin is not None else ())
+        phys_params = gated_params(env_params, available)
         epsilon = linear_epsilon(
             runner.steps, config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
         )
@@ -340,7 +401,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             flagged = jax.vmap(space.shield_violation)(
                 jax.random.split(k_shield, num_envs), runner.domains, actions
             )
-            replace = ready & explored & (actions != greedy) & flagged
+            replace = available & explored & (actions != greedy) & flagged
             actions = jnp.where(replace, greedy, actions)
             shielded = jnp.sum(replace.astype(jnp.int32))
 
@@ -353,6 +414,14 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             runner.obs, actions, reward, terminated, final_obs, gamma
         )
 
+        twin_on = available
+        if use_space and twin.health_checked:
+            k_health = jax.random.fold_in(k_trial, 2)
+            divergence = jax.vmap(space.divergence)(
+                jax.random.split(k_health, num_envs), runner.domains, actions, final_obs
+            )
+            twin_on = twin_on & jnp.all(divergence <= twin.max_divergence)
+
         trials, domains, sync_now = None, runner.domains, jnp.asarray(False)
         if use_space:
             if use_trials:
@@ -362,7 +431,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                 # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
                 trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
             sync_now = (steps_after % twin.sync_every) == 0
-            noise = state_noise_std(twin, runner.steps)
+            noise = state_noise_std(twin, runner.steps) + burst_std(runner.steps, twin.burst_windows)
             k_adv = jax.random.fold_in(k_look, 1)
             domains = jax.vmap(space.advance, in_axes=(0, 0, 0, 0, 0, None, None))(
                 jax.random.split(k_adv, num_envs), runner.domains, actions, next_state, next_obs,
@@ -384,10 +453,10 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                     next_obs=shard.constrain(looked.next_obs, 1),
                 )
                 padded = jax.vmap(lambda t: _pad_branches(t, twin.lookahead_rollouts))(physical)
-                physical = _select(ready, looked, padded)
+                physical = _select(twin_on, looked, padded)
 
         agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, trials, runner.steps, steps_after, k_learn, ready
+            runner.agent_state, runner.storage, physical, trials, runner.steps, steps_after, k_learn, twin_on
         )
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
@@ -398,7 +467,13 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             jnp.sum(info["violation"].astype(jnp.int32)) if spec.has_violation else jnp.int32(0)
         )
         finished = jnp.sum(done.astype(jnp.int32))
-        twin_steps = jnp.where(ready, jnp.float32(twin_steps_per_iteration), 0.0)
+        twin_steps = jnp.where(twin_on, jnp.float32(twin_steps_per_iteration), 0.0)
+        fault_step, fault_code = runner.fault_step, runner.fault_code
+        if config.check_numerics:
+            code = numeric_fault_code(next_obs, reward, q, stats.loss_sum)
+            first = (fault_step < 0) & (code > 0)
+            fault_step = jnp.where(first, runner.steps, fault_step)
+            fault_code = jnp.where(first, code, fault_code)
         runner = runner.replace(
             env_state=next_state,
             obs=next_obs,
@@ -411,7 +486,10 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             twin_transitions=runner.twin_transitions + twin_steps,
             updates=runner.updates + stats.updates,
             shielded=runner.shielded + shielded,
-            sync_events=runner.sync_events + (sync_now & ready).astype(jnp.int32),
+            sync_events=runner.sync_events + (sync_now & twin_on).astype(jnp.int32),
+            twin_faults=runner.twin_faults + (ready & ~twin_on).astype(jnp.int32),
+            fault_step=fault_step,
+            fault_code=fault_code,
             domains=domains,
         )
         acc = dict(
@@ -424,7 +502,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         )
         return (runner, acc), None
 
-    def interval(runner, key):
+    def interval(runner, _):
         acc = dict(
             return_sum=jnp.float32(0.0),
             finished=jnp.int32(0),
@@ -433,8 +511,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             epsilon=jnp.float32(0.0),
             ready=jnp.asarray(False),
         )
-        keys = jax.random.split(key, config.iterations_per_interval)
-        (runner, acc), _ = jax.lax.scan(iteration, (runner, acc), keys)
+        (runner, acc), _ = jax.lax.scan(iteration, (runner, acc), None, length=config.iterations_per_interval)
         metrics = dict(
             physical_steps=runner.steps,
             physical_episodes=runner.episodes,
@@ -450,12 +527,16 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             shielded=runner.shielded,
             twin_ready=acc["ready"].astype(jnp.int32) if twin is not None else jnp.int32(0),
             sync_events=runner.sync_events,
+            twin_faults=runner.twin_faults,
         )
+        if numerics_reporter is not None:
+            numerics_reporter({"step": runner.fault_step, "code": runner.fault_code})
         if reporter is not None:
             reporter(metrics)
         return runner, metrics
 
     reporter = None if on_interval is None else once_per_batch(on_interval)
+    numerics_reporter = once_per_batch(raise_on_numeric_fault) if config.check_numerics else None
 
     def init(key: jax.Array):
         k_init, k_reset, k_loop = jax.random.split(key, 3)
@@ -487,16 +568,20 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             updates=jnp.int32(0),
             shielded=jnp.int32(0),
             sync_events=jnp.int32(0),
+            twin_faults=jnp.int32(0),
+            fault_step=jnp.int32(-1),
+            fault_code=jnp.int32(0),
             domains=domains,
+            loop_key=k_loop,
         )
-        return runner, jax.random.split(k_loop, config.num_intervals)
+        return runner, jnp.arange(config.num_intervals, dtype=jnp.int32)
 
-    def run(runner: RunnerState, interval_keys: jax.Array):
-        return jax.lax.scan(interval, runner, interval_keys)
+    def run(runner: RunnerState, intervals: jax.Array):
+        return jax.lax.scan(interval, runner, intervals)
 
     def train(key: jax.Array) -> TrainResult:
-        runner, interval_keys = init(key)
-        runner, metrics = run(runner, interval_keys)
+        runner, intervals = init(key)
+        runner, metrics = run(runner, intervals)
         return TrainResult(runner_state=runner, metrics=metrics)
 
     train.init = init

@@ -47,3 +47,12 @@ def test_bad_meshes_raise():
     with pytest.raises(ValueError, match="seeds"):
         distributed.shard_seeds(lambda k: k, distributed.make_mesh(domains=1, seeds=1).__class__(
             jax.devices()[:1], ("domains",)))
+
+
+def test_scaling_benchmark_smoke(tmp_path):
+    from benchmarks import scaling
+
+    out = scaling.main(["--quick", "--steps", "400", "--domains", "4", "--counts", "1,4", "--out", str(tmp_path)])
+    assert [r["devices"] for r in out["rows"]] == [1, 4]
+    assert all(r["physical_steps_per_s"] > 0 for r in out["rows"])
+    assert (tmp_path / "scaling.json").exists() and (tmp_path / "scaling.png").exists()

@@ -137,11 +137,27 @@ class DigitalSpace:
             self.obs_noise(k2, info["final_observation"]), gamma,
         )
 
-    def shield_violation(self, key, domains: DomainStates, action) -> jax.Array:
-        """Does the identical domain predict a violation for ``action`` from its estimate of s_t?"""
+    def identical_step(self, key, domains: DomainStates, action):
+        """The identical domain's prediction of one physical step: ``(final_obs, info)`` for ``action``."""
         idx = jnp.arange(1)
         out = self._step(key[None], _take(domains.states, idx), jnp.reshape(action, (1,)), idx)
-        return out[5]["violation"][0]
+        info = jax.tree.map(lambda x: x[0], out[5])
+        return info["final_observation"], info
+
+    def shield_violation(self, key, domains: DomainStates, action) -> jax.Array:
+        """Does the identical domain predict a violation for ``action`` from its estimate of s_t?"""
+        return self.identical_step(key, domains, action)[1]["violation"]
+
+    def divergence(self, key, domains: DomainStates, action, physical_final_obs) -> jax.Array:
+        """How far the identical domain's predicted next observation is from the physical one.
+
+        Max absolute difference over float features; for discrete observations, 0 or inf.
+        """
+        predicted, _ = self.identical_step(key, domains, action)
+        if not self.obs_is_float:
+            return jnp.where(jnp.all(predicted == physical_final_obs), 0.0, jnp.inf)
+        diff = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), predicted, physical_final_obs)
+        return jnp.max(jnp.stack(jax.tree.leaves(diff)))
 
     def rollouts(self, key, domains: DomainStates, policy, *, obs, action, reward, terminated, truncated,
                  final_obs, gamma) -> Transition:
