@@ -69,12 +69,14 @@ def check_number(
     """
     if integer and isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{owner}.{name}={value!r}: expected an integer, got a bool")
-    if isinstance(value, str) or value is None:
+    if isinstance(value, (str, list, tuple, dict)) or value is None:
         raise TypeError(f"{owner}.{name}={value!r}: expected a number, got {type(value).__name__}")
     if not is_concrete(value):
         return
     arr = np.asarray(value)
     allowed = _describe(low, high, low_open, high_open, integer)
+    if arr.size == 0:
+        raise ValueError(f"{owner}.{name}={value!r} is empty; expected {allowed}")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{owner}.{name}={value!r}: expected {allowed}, got dtype {arr.dtype}")
     if not np.all(np.isfinite(arr)):
