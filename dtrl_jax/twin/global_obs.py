@@ -7,6 +7,10 @@ environment so that its observation is ``concat(obs, scale * global_observation(
 training loop sets ``scale`` to 1 once the twin is ready (0 before, so the input shape never
 changes). Because the wrapper goes through gymnax's own ``step``, the pre-reset
 ``final_observation`` carries the global part too, so bootstrapping stays correct.
+
+Known limitation: the global part is read from the physical state that the identical domain
+mirrors, so twin noise (``state_noise_std``, ``obs_noise_std``) and mismatched ``twin_params`` do
+not reach it; it models a twin whose global view is exact.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class GlobalObservation(environment.Environment):
         return self._augment(obs, state, params), state
 
     def get_obs(self, state, params=None, key=None):
+        params = self.default_params if params is None else params
         return self._augment(self.inner.get_obs(state, params.inner), state, params)
 
     def is_truncated(self, state, params):
