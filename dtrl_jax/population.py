@@ -279,15 +279,22 @@ class Member:
                 self.window, self.entities)
 
     def wrap_env(self, env, params):
-        """``(env, params)`` as this member's agent sees them (observation view, global obs)."""
+        """``(env, params)`` in this member's observation view (window / entities), as ``make_train``
+        receives them (``make_train`` itself adds the global observation when ``share_global_obs``)."""
         if self.window > 1:
             env = ObservationHistory(env, self.window)
         if self.entities is not None:
             env = EntityObservation(env, self.entities)
+        return env, params
+
+    def acting_env(self, env, params):
+        """``(env, params)`` exactly as this member's agent acts on them after training (the global
+        observation of a ready twin included)."""
+        env, params = self.wrap_env(env, params)
         twin = self.config.twin
         if twin is not None and twin.share_global_obs:
             env = GlobalObservation(env)
-            params = env.wrap_params(params)
+            params = env.wrap_params(params)  # scale 1: the twin is ready at evaluation time
         return env, params
 
 
@@ -478,9 +485,7 @@ def greedy_returns(member: Member, agent_states, env, env_params, episodes: int,
     Jitted and vmapped over agents and episodes; each episode runs until ``terminated or
     truncated`` (at most ``max_steps`` steps).
     """
-    wenv, wparams = member.wrap_env(env, env_params)
-    if member.config.twin is not None and member.config.twin.share_global_obs:
-        wparams = wparams.replace(scale=jnp.float32(1.0))  # the twin is ready at evaluation time
+    wenv, wparams = member.acting_env(env, env_params)
     agent = build_agent(member.config, inspect_env(wenv, wparams))
 
     def episode(agent_state, k):
@@ -730,14 +735,14 @@ class ScenarioTrainer:
         self._run = jax.jit(jax.vmap(lambda c, r, ks, p, t: build(c, p, t).run(r, ks)))
 
     def init(self, configs, keys, env_params, twin_params=None):
-        """``(runner_states, interval_keys [B, num_intervals])``."""
+        """``(runner_states, intervals [B, num_intervals])`` (interval indices, see ``make_train``)."""
         return self._init(configs, keys, env_params, twin_params)
 
-    def run(self, configs, runner, interval_keys, env_params, twin_params=None):
-        """Run ``interval_keys.shape[1]`` logging intervals; ``(runner_states, metrics [B, n])``."""
-        return self._run(configs, runner, interval_keys, env_params, twin_params)
+    def run(self, configs, runner, intervals, env_params, twin_params=None):
+        """Run ``intervals.shape[1]`` logging intervals; ``(runner_states, metrics [B, n])``."""
+        return self._run(configs, runner, intervals, env_params, twin_params)
 
-    def train(self, configs, keys, phases, *, chunk: int):
+    def train(self, configs, keys, phases, *, chunk: int, restart_steps=None):
         """Run ``phases`` back to back, ``chunk`` logging intervals per compiled call.
 
         Args:
@@ -745,6 +750,10 @@ class ScenarioTrainer:
           phases: sequence of ``(num_intervals, env_params, twin_params)``; each ``num_intervals``
             a multiple of ``chunk``, summing to the configs' ``num_intervals``. A phase may change
             the physical params (scenario change, twin pre-training) or the twin params.
+          restart_steps: optional ``{phase index: bool [B]}``: at the start of that phase, the
+            step counter of the flagged rows restarts at 0, so their epsilon schedule,
+            ``learning_starts`` and ``ready_after`` start afresh (e.g. physical fine-tuning after
+            pre-training in a twin: physical steps then count from the phase start).
         Returns:
           ``(runner_states, metrics)`` with metrics ``[B, num_intervals]``.
         """
@@ -753,12 +762,25 @@ class ScenarioTrainer:
         if total != ikeys.shape[1]:
             raise ValueError(f"phases cover {total} intervals; the configs have {ikeys.shape[1]}")
         rows, start = [], 0
-        for n, env_params, twin_params in phases:
+        for p, (n, env_params, twin_params) in enumerate(phases):
             if n % chunk:
                 raise ValueError(f"phase of {n} intervals is not a multiple of chunk={chunk}")
+            if restart_steps is not None and p in restart_steps:
+                runner = _restart_steps(runner, jnp.asarray(restart_steps[p], bool), p)
             for _ in range(n // chunk):
                 runner, m = self.run(configs, runner, ikeys[:, start : start + chunk], env_params, twin_params)
                 rows.append(m)
                 start += chunk
         metrics = {k: np.concatenate([np.asarray(r[k]) for r in rows], axis=1) for k in rows[0]}
         return runner, metrics
+
+
+def _restart_steps(runner, flags, salt: int):
+    """Rows ``flags`` of a batched runner: step counter to 0 and a new random stream."""
+    def one(flag, steps, key):
+        new_key = jax.random.fold_in(key, 1_000_003 + salt)
+        return (jnp.where(flag, jnp.zeros_like(steps), steps),
+                jax.lax.cond(flag, lambda: new_key, lambda: key))
+
+    steps, keys = jax.vmap(one)(flags, runner.steps, runner.loop_key)
+    return runner.replace(steps=steps, loop_key=keys)
