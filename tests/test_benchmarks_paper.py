@@ -1,0 +1,95 @@
+"""Smoke tests of the paper case-study benchmarks: tiny settings, JSON schema, finite numbers.
+
+Each runs the script's ``main`` into a temporary directory with a couple of seeds and a few hundred
+physical steps. Speed is never asserted; learning is not either (far too short to learn anything).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from benchmarks import ap_selection, edge_scheduling, multi_uav
+
+COMMON_KEYS = ("benchmark", "timestamp_utc", "environment", "config", "device", "git", "wall_time_s", "paper",
+               "variants", "summary")
+
+
+def _finite_list(values, allow_none=False) -> bool:
+    return all((v is None and allow_none) or (isinstance(v, (int, float)) and math.isfinite(v)) for v in values)
+
+
+def _check_common(doc: dict, name: str, out) -> dict:
+    on_disk = json.loads((out / f"{name}.json").read_text())
+    assert (out / f"{name}.png").is_file() and (out / f"{name}.png").stat().st_size > 5_000
+    for key in COMMON_KEYS:
+        assert key in on_disk, key
+    assert on_disk["benchmark"] == name
+    assert on_disk["timestamp_utc"].endswith("Z")
+    for pkg in ("jax", "jaxlib", "flax", "optax", "numpy", "dtrl-jax"):
+        assert pkg in on_disk["environment"]["packages"]
+    assert on_disk["wall_time_s"] > 0
+    assert on_disk["config"]["mode"] == "quick"
+    for v in on_disk["variants"]:
+        for key in ("label", "x", "mean", "std", "compile_s", "run_s"):
+            assert key in v, (v.get("label"), key)
+        assert len(v["x"]) == len(v["mean"]) == len(v["std"]) > 0
+        assert _finite_list(v["x"])
+        assert sorted(v["x"]) == v["x"]
+        assert _finite_list(v["mean"], allow_none=True) and _finite_list(v["std"], allow_none=True)
+        assert any(m is not None for m in v["mean"])
+    assert doc["summary"] == on_disk["summary"]
+    return on_disk
+
+
+def test_ap_selection_smoke(tmp_path):
+    doc = ap_selection.main(["--quick", "--seeds", "2", "--episodes", "8", "--num-envs", "2", "--points", "4",
+                             "--trials", "1,2", "--out", str(tmp_path)])
+    d = _check_common(doc, "ap_selection", tmp_path)
+    assert [v["action_trials"] for v in d["variants"]] == [1, 2]
+    assert d["config"]["seeds"] == 2
+    for v in d["variants"]:
+        assert math.isfinite(v["final_return_mean"]) and math.isfinite(v["final_return_std"])
+        assert v["x_label"] == "physical episodes"
+    assert d["variants"][0]["twin"] is None and d["variants"][1]["twin"]["action_trials"] == 2
+    assert len(d["variants"][1]["final_return_per_seed"]) == 2
+    assert d["variants"][0]["paired_gain_over_physical_mean"] == 0.0
+    assert d["paper"]["n5_final_return"] == 85.0
+    assert math.isfinite(d["summary"]["physical_final_return"])
+
+
+def test_multi_uav_smoke(tmp_path):
+    doc = multi_uav.main(["--quick", "--seeds", "2", "--episodes", "4", "--num-envs", "2", "--lookaheads", "0,2",
+                          "--hidden", "16", "--out", str(tmp_path)])
+    d = _check_common(doc, "multi_uav", tmp_path)
+    assert [v["lookahead"] for v in d["variants"]] == [0, 2]
+    for v in d["variants"]:
+        assert 0.0 < v["final_mbps_mean"] < 100.0  # a mean user rate in Mbps
+        assert len(v["x"]) == 2  # one point per num_envs episodes
+    assert d["variants"][1]["twin"]["lookahead"] == 2
+    ref = d["reference"]  # the hand-written fly-to-centroid policy, for scale
+    assert ref["all_uavs_at_hangar_mbps"] < ref["fly_to_kmeans_centroids_mbps"] < ref["uavs_at_centroids_from_start_mbps"]
+    assert len(d["variants"][0]["final_mbps_per_seed"]) == 2
+    assert math.isfinite(d["summary"]["physical_final_mbps"])
+
+
+def test_edge_scheduling_smoke(tmp_path):
+    doc = edge_scheduling.main(["--quick", "--seeds", "2", "--tasks", "6", "--ql-iterations", "64",
+                                "--dt-iterations", "64", "--delta", "32", "--phis", "4",
+                                "--out", str(tmp_path)])
+    d = _check_common(doc, "edge_scheduling", tmp_path)
+    algos = [v["algorithm"] for v in d["variants"]]
+    assert algos == ["q_learning", "dt_exploring_q_learning", "dt_async_q_learning"]
+    for v in d["variants"]:
+        assert len(v["gap_mean"]) == len(v["x"])
+        assert _finite_list(v["gap_mean"]) and all(g >= 0 for g in v["gap_mean"])
+        assert 0.0 <= v["converged_fraction"] <= 1.0
+        assert math.isfinite(v["final_gap_mean"]) and v["final_gap_mean"] >= 0
+        assert len(v["converged_iteration_per_seed"]) == 2
+    assert d["variants"][-1]["eval_every"] == 32  # async: evaluated once per averaging round
+    assert len(d["variants"][-1]["x"]) == 2
+    frame = d["frames"]["6"]
+    assert frame["best_cost"] <= frame["mean_cost"] <= frame["worst_cost"]
+    assert d["paper"]["n6_dt_500_trials_iterations"] == 102
