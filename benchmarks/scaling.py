@@ -31,8 +31,11 @@ def worker(devices: int, steps: int, domains: int, device: str) -> dict:
 
     devs = jax.devices("gpu" if device == "gpu" else "cpu")[:devices]
     env, params = gymnax.make("CartPole-v1")
+    # log_every must hold whole vectorised steps (8 envs) and divide the run.
+    log_every = max(8, (steps // 4) // 8 * 8)
+    steps = max(log_every, steps // log_every * log_every)
     cfg = dt.DQNConfig(
-        total_timesteps=steps, num_envs=8, log_every=steps // 4, learning_starts=steps // 10,
+        total_timesteps=steps, num_envs=8, log_every=log_every, learning_starts=steps // 10,
         buffer_size=10_000, train_every=8, hidden_sizes=(64, 64),
         twin=dt.TwinConfig(num_domains=domains, action_trials=2, lookahead=4, lookahead_rollouts=domains),
     )
