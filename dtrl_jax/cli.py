@@ -241,9 +241,11 @@ def cmd_train(args) -> int:
     import jax
 
     from dtrl_jax import runs
-    from dtrl_jax.progress import ProgressBar
+    from dtrl_jax.progress import GracefulStop, ProgressBar, Stopped
     from dtrl_jax.train import make_train
 
+    if args.keep_checkpoints < 1:
+        raise UsageError(f"--keep-checkpoints={args.keep_checkpoints}: expected >= 1 (2 keeps a fallback)")
     if args.checkpoint_every is not None and args.checkpoint_every <= 0:
         raise UsageError(f"--checkpoint-every={args.checkpoint_every}: expected a positive number of physical steps")
     if args.resume:
@@ -294,15 +296,21 @@ def cmd_train(args) -> int:
     say(f"run folder: {run_dir}" + (" (resuming)" if args.resume else ""))
     bar = ProgressBar(config.total_timesteps, seeds=spec.seeds, enabled=not args.no_progress)
     t0 = time.perf_counter()
+    stop = GracefulStop(say, checkpoint_every is not None, config.num_intervals)
     try:
-        metrics, _ = runs.train_run(
-            run_dir, None if args.resume else spec, resume=bool(args.resume), checkpoint_every=checkpoint_every,
-            on_interval=None if args.no_progress else bar.update, keep=args.keep_checkpoints, warn=lambda m: say(f"warning: {m}"),
-            command=["dtrl", "train", *(args.argv or [])],
-        )
-    except KeyboardInterrupt:
+        with stop:
+            metrics, _ = runs.train_run(
+                run_dir, None if args.resume else spec, resume=bool(args.resume), checkpoint_every=checkpoint_every,
+                on_interval=None if args.no_progress else bar.update, on_checkpoint=stop.check,
+                keep=args.keep_checkpoints, warn=lambda m: say(f"warning: {m}"),
+                command=["dtrl", "train", *(args.argv or [])],
+            )
+    except (KeyboardInterrupt, Stopped) as exc:
         bar.close()
-        say(f"interrupted; continue with: dtrl train --resume {run_dir}")
+        if isinstance(exc, Stopped):
+            say(f"stopped after interval {exc.interval} (checkpoint saved); continue with: dtrl train --resume {run_dir}")
+        else:
+            say(f"interrupted; `dtrl train --resume {run_dir}` continues from the last checkpoint, if any")
         return 130
     bar.close()
     import numpy as np
@@ -324,6 +332,8 @@ def cmd_eval(args) -> int:
 
     if args.episodes < 1:
         raise UsageError(f"--episodes={args.episodes}: expected >= 1")
+    if args.max_steps is not None and args.max_steps < 1:
+        raise UsageError(f"--max-steps={args.max_steps}: expected >= 1")
     saved = render.load_agent(args.run_dir, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     want_render = args.render or args.gif
     if want_render and saved.spec.env_id not in render.UAV_ENVS:
@@ -432,7 +442,7 @@ def build_parser() -> argparse.ArgumentParser:
         "train", help="train an agent (optionally with a digital twin) into a run folder",
         description="Train a Q-learning or DQN agent on an environment, with the digital twin on or off; "
         "N seeds run as one vmap. Writes RUN_DIR/config.json, metrics.csv, curves.png and checkpoints/. "
-        "Every config field is a flag (below).",
+        "Every config field is a flag (below). Progress goes to stderr; the run folder is printed on stdout.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("env", nargs="?", help="environment id (see `dtrl envs`), e.g. AccessPointSelection-v0")

@@ -75,7 +75,7 @@ def run_label(run_dir) -> str:
             parts.append("shield")
         if twin.get("share_global_obs"):
             parts.append("global obs")
-    desc = f"DT {', '.join(parts)}" if parts else "physical"
+    desc = f"DT {', '.join(parts)}" if parts else ("twin on, no feature" if twin else "no twin")
     return f"{run_dir.name} ({doc.get('agent', '?')}, {desc}, {doc.get('seeds', 1)} seeds)"
 
 

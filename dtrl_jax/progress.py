@@ -12,11 +12,15 @@ seed axis). Nothing here touches the jitted core; to embed ``train`` without any
 
 On a terminal the bar redraws one line; elsewhere (logs, CI) it prints a line at most every
 ``min_interval_s`` seconds, and always the last one. Plain text on stderr, no dependency.
+
+``GracefulStop`` turns the first Ctrl-C during a checkpointed run into "stop after the next
+checkpoint" (``dtrl train`` uses it; ``dtrl train --resume DIR`` continues).
 """
 
 from __future__ import annotations
 
 import math
+import signal
 import sys
 import threading
 import time
@@ -98,7 +102,7 @@ class ProgressBar:
             else:
                 t0, s0 = self._first
                 rate = (steps - s0) * self.seeds / max(now - t0, 1e-9)
-            self.last = dict(steps=steps, episodes=episodes, episode_return=self._last_return, rate=rate)
+            self.last = {"steps": steps, "episodes": episodes, "episode_return": self._last_return, "rate": rate}
             done = steps >= self.total
             gap = 0.1 if self.tty else self.min_interval_s
             if not done and now - self._last_print < gap:
@@ -137,8 +141,50 @@ class ProgressBar:
             self.stream.flush()
             self._open_line = False
 
-    def __enter__(self) -> "ProgressBar":
+    def __enter__(self) -> ProgressBar:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Stopped(Exception):
+    """Raised by ``GracefulStop.check`` after a checkpoint once a stop was requested."""
+
+    def __init__(self, interval: int):
+        super().__init__(interval)
+        self.interval = interval
+
+
+class GracefulStop:
+    """Ctrl-C handling for a chunked (checkpointed) run, as a context manager.
+
+    First Ctrl-C: ``check(interval)`` (pass it as ``train_run(on_checkpoint=...)``) raises ``Stopped``
+    after the next checkpoint, so nothing is lost; second Ctrl-C (or the first, for an unchunked
+    run, which cannot stop early): ``KeyboardInterrupt`` at once.
+    """
+
+    def __init__(self, say, chunked: bool, total: int):
+        self.say, self.chunked, self.total = say, chunked, total
+        self.requested, self.previous = False, None
+
+    def _handler(self, signum, frame):
+        if self.requested or not self.chunked:
+            raise KeyboardInterrupt
+        self.requested = True
+        self.say("\nCtrl-C: stopping after the next checkpoint (Ctrl-C again to stop at once)")
+
+    def check(self, interval: int) -> None:
+        if self.requested and interval < self.total:
+            raise Stopped(interval)
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self.previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)

@@ -1,7 +1,7 @@
 """Run folders and checkpoints: everything a training run leaves on disk, and resuming it.
 
 This module sits *above* ``train.py``: it calls ``make_train`` like any user would, runs the
-compiled program in chunks of logging intervals (``train.run`` on slices of ``interval_keys``) and
+compiled program in chunks of logging intervals (``train.run`` on slices of ``intervals``) and
 writes files between the chunks. The jitted core never sees a file.
 
 A run folder holds::
@@ -30,7 +30,7 @@ of checkpoints or the new one. On resume, a *truncated* file (shorter than its h
 skipped with a warning in favour of the previous one; a file that is complete but fails its
 checksum, or was written for another config, raises ``CheckpointError``.
 
-Because ``train.run`` over ``interval_keys[:i]`` then ``interval_keys[i:]`` equals one full run,
+Because ``train.run`` over ``intervals[:i]`` then ``intervals[i:]`` equals one full run,
 a resumed run gives the same metrics, bit for bit, as an uninterrupted one with the same key.
 """
 
@@ -39,6 +39,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as _dt
+import functools
 import hashlib
 import importlib.metadata
 import json
@@ -193,7 +194,7 @@ class RunSpec:
         }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RunSpec":
+    def from_json(cls, data: dict[str, Any]) -> RunSpec:
         return cls(
             env_id=data["env_id"],
             config=config_from_dict(data["agent"], data["config"]),
@@ -213,6 +214,7 @@ class RunSpec:
         return jax.random.split(jax.random.key(self.seed), self.seeds)
 
 
+@functools.lru_cache(maxsize=1)
 def environment_info() -> dict[str, Any]:
     """Package versions and the device, recorded in config.json."""
     versions = {}
@@ -437,7 +439,11 @@ def read_checkpoint(path, spec: RunSpec, template):
                 f"expects {tuple(t.shape)} {t.dtype}"
             )
         leaves.append(jax.random.wrap_key_data(s, impl=_key_impl(orig)) if _is_key(orig) else s)
-    return int(header["interval"]), jax.tree.unflatten(treedef, leaves), metrics
+    interval = int(header["interval"])
+    for name, value in metrics.items():
+        if value.shape[1:2] != (interval,):
+            raise CheckpointError(f"{path}: metrics {name!r} has shape {value.shape}, expected [seeds, {interval}]")
+    return interval, jax.tree.unflatten(treedef, leaves), metrics
 
 
 def latest_checkpoint(run_dir, spec: RunSpec, template, *, warn: Callable[[str], None] | None = None):
@@ -543,7 +549,7 @@ def train_run(
         raise ValueError(f"checkpoint_every={checkpoint_every} must be a positive multiple of log_every={config.log_every}")
     init, run, hook = _compiled(spec, on_interval is not None)
     hook.target = on_interval
-    runner, interval_keys = init(spec.keys())
+    runner, intervals = init(spec.keys())
     start, metrics = 0, None
     if resume:
         found = latest_checkpoint(run_dir, spec, runner, warn=warn)
@@ -556,7 +562,7 @@ def train_run(
     chunk = n if checkpoint_every is None else checkpoint_every // config.log_every
     for lo in range(start, n, chunk):
         hi = min(lo + chunk, n)
-        runner, new = run(runner, interval_keys[:, lo:hi])
+        runner, new = run(runner, intervals[:, lo:hi])
         metrics = _concat(metrics, jax.device_get(new))
         save_checkpoint(run_dir, spec, hi, runner, metrics, keep=keep)
         write_metrics_csv(run_dir / "metrics.csv", metrics)
