@@ -326,6 +326,44 @@ def _f32(x) -> jax.Array:
     return jnp.asarray(x, jnp.float32)
 
 
+#: Tables longer than this are read with a gather; shorter ones with a chain of selects, which XLA fuses
+#: into the surrounding elementwise code (a gather from a small table per environment is slower on CPU).
+_MAX_SELECT_CHAIN = 16
+
+
+def _lookup(table, index, n: int) -> jax.Array:
+    """``table[clip(index, 0, n - 1)]`` (float32) for a length-``n`` table (``n`` static).
+
+    Out-of-range indices are clamped to the first / last entry, as a JAX gather does.
+    """
+    table = _f32(table)
+    if n > _MAX_SELECT_CHAIN:
+        return table[jnp.clip(index, 0, n - 1)]
+    out = table[..., 0]
+    for i in range(1, n):
+        out = jnp.where(index >= i, table[..., i], out)
+    return out
+
+
+def _unit_float(word: jax.Array) -> jax.Array:
+    """A uint32 word to a float32 in ``[0, 1)``, as ``jax.random.uniform`` maps its bits (23-bit mantissa)."""
+    mantissa = jax.lax.shift_right_logical(word, jnp.uint32(9)) | jnp.uint32(0x3F800000)
+    return jax.lax.bitcast_convert_type(mantissa, jnp.float32) - 1.0
+
+
+def _task_from_word(word: jax.Array, params: EnvParams) -> tuple[jax.Array, jax.Array]:
+    """Size and deadline classes (int32 scalars), independent and uniform, from one uint32 word.
+
+    The pair index ``word mod (num_size_classes * num_deadline_classes)`` is split into the two classes;
+    the modulo bias is below ``n / 2**32`` (2e-9 at the default 9 pairs).
+    """
+    n_size, n_deadline = params.num_size_classes, params.num_deadline_classes
+    pair = word % jnp.uint32(n_size * n_deadline)
+    size_class = (pair // jnp.uint32(n_deadline)).astype(jnp.int32)
+    deadline_class = (pair % jnp.uint32(n_deadline)).astype(jnp.int32)
+    return size_class, deadline_class
+
+
 class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
     """URLLC access-point selection for a vehicle on a straight road (gymnax 1.x environment).
 
@@ -371,19 +409,20 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
           ``latency`` (seconds, see :func:`transmission_outcome`) and ``cost`` (the chosen AP's cost,
           0 on failure), and int32 scalar ``failure_cause`` (see :func:`failure_cause`).
         """
-        ap = jnp.clip(jnp.asarray(action, jnp.int32), 0, params.num_aps - 1)
-        size = _f32(params.task_size_mbit)[state.size_class]
-        deadline = _f32(params.task_deadline_s)[state.deadline_class]
+        n_aps = params.num_aps
+        ap = jnp.clip(jnp.asarray(action, jnp.int32), 0, n_aps - 1)
+        size = _lookup(params.task_size_mbit, state.size_class, params.num_size_classes)
+        deadline = _lookup(params.task_deadline_s, state.deadline_class, params.num_deadline_classes)
         success, latency, cause = _outcome(
             state.position,
             state.speed,
             size,
             deadline,
-            _f32(params.ap_position_m)[ap],
-            _f32(params.ap_radius_m)[ap],
-            _f32(params.ap_rate_mbps)[ap],
+            _lookup(params.ap_position_m, ap, n_aps),
+            _lookup(params.ap_radius_m, ap, n_aps),
+            _lookup(params.ap_rate_mbps, ap, n_aps),
         )
-        cost = _f32(params.ap_cost)[ap]
+        cost = _lookup(params.ap_cost, ap, n_aps)
         reward_ok = (
             _f32(params.success_reward)
             - _f32(params.w_latency) * latency / deadline
@@ -391,7 +430,7 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
         )
         reward = jnp.where(success, reward_ok, _f32(params.failure_reward)).astype(jnp.float32)
 
-        size_class, deadline_class = self._sample_task(key, params)
+        size_class, deadline_class = _task_from_word(jax.random.bits(key, (), jnp.uint32), params)
         new_state = EnvState(
             position=(state.position + state.speed * _f32(params.step_s)).astype(jnp.float32),
             speed=state.speed,
@@ -421,11 +460,12 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
         Returns:
           ``(obs, state)``.
         """
-        key_speed, key_task = jax.random.split(key)
-        speed = jax.random.uniform(
-            key_speed, (), jnp.float32, _f32(params.speed_min_mps), _f32(params.speed_max_mps)
-        )
-        size_class, deadline_class = self._sample_task(key_task, params)
+        # One draw of two words (no key splitting): the speed from one, the task classes from the other.
+        words = jax.random.bits(key, (2,), jnp.uint32)
+        vmin, vmax = _f32(params.speed_min_mps), _f32(params.speed_max_mps)
+        # jax.random.uniform's mapping of a word to [vmin, vmax).
+        speed = jnp.maximum(vmin, _unit_float(words[0]) * (vmax - vmin) + vmin)
+        size_class, deadline_class = _task_from_word(words[1], params)
         state = EnvState(
             position=jnp.zeros((), jnp.float32),
             speed=speed,
@@ -434,14 +474,6 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
             time=jnp.zeros((), jnp.int32),
         )
         return self.get_obs(state, params), state
-
-    @staticmethod
-    def _sample_task(key: jax.Array, params: EnvParams) -> tuple[jax.Array, jax.Array]:
-        """Size and deadline classes, independent and uniform (int32 scalars)."""
-        k1, k2 = jax.random.split(key)
-        size_class = jax.random.randint(k1, (), 0, params.num_size_classes, jnp.int32)
-        deadline_class = jax.random.randint(k2, (), 0, params.num_deadline_classes, jnp.int32)
-        return size_class, deadline_class
 
     def observe(self, key: jax.Array, state: EnvState, action, params: EnvParams) -> jax.Array:
         """gymnax 1.x observation hook; deterministic, so ``key`` and ``action`` are unused."""
@@ -493,8 +525,8 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
         if params.observation == "features":
             sizes = _f32(params.task_size_mbit)
             deadlines = _f32(params.task_deadline_s)
-            size = sizes[state.size_class]
-            deadline = deadlines[state.deadline_class]
+            size = _lookup(sizes, state.size_class, params.num_size_classes)
+            deadline = _lookup(deadlines, state.deadline_class, params.num_deadline_classes)
             centre, radius = _f32(params.ap_position_m), _f32(params.ap_radius_m)
             entry = jnp.clip((centre - radius - state.position) / road, -1.0, 1.0)
             exit_ = jnp.clip((centre + radius - state.position) / road, -1.0, 1.0)

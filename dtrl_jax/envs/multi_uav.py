@@ -23,10 +23,14 @@ Conventions
   ``uav_speed_mps * slot_duration_s`` metres per step and is clipped to the area.
 * Order inside a step: UAVs move, users take one random-walk step, then rates (hence reward and
   observation) are computed at the new positions.
+* User random walk: each per-axis step is uniform on 256 levels with standard deviation
+  ``user_speed_std_mps * slot_duration_s`` (see :func:`user_steps`), not Gaussian: a quarter of the
+  random bits of a normal draw, and the same Gaussian drift over many steps.
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import jax
@@ -36,13 +40,16 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 from dtrl_jax._checks import check_number, check_positive_int, is_concrete
-from dtrl_jax.envs.channel import free_space_rate
+from dtrl_jax.envs.channel import SPEED_OF_LIGHT_MPS, dbm_to_watt, free_space_rate
 from dtrl_jax.envs.registry import build_params, register
 
 _OWNER = "MultiUAVParams"
 NUM_MOVES = 5
-# Unit vectors of the per-UAV moves: stay, N, S, E, W.
+# Unit vectors of the per-UAV moves: stay, N, S, E, W (step_env computes the same deltas from the
+# move digit by comparisons, without a table lookup).
 MOVES = np.array([[0.0, 0.0], [0.0, 1.0], [0.0, -1.0], [1.0, 0.0], [-1.0, 0.0]], np.float32)
+# user_steps: levels k - 127.5 (k = 0..255) have variance (256**2 - 1) / 12; this scale makes it 1.
+_STEP_SCALE = float(np.sqrt(12.0 / (256**2 - 1)))
 # 5**13 < 2**31 - 1 < 5**14: the joint action index must fit in int32.
 MAX_UAVS = 13
 
@@ -97,8 +104,11 @@ class EnvParams(environment.EnvParams):
     """Hangar y (m). See ``hangar_x_m``."""
     user_speed_std_mps: float = 1.0
     """Per-axis standard deviation of a user's random-walk velocity (m/s). Our choice (paper silent):
-    pedestrian ~1 m/s Gaussian steps, clipped to the area, so the future is stochastic and worth
-    predicting while the layout stays recognisable over an episode (~10 m drift in 100 s)."""
+    pedestrian ~1 m/s steps, clipped to the area, so the future is stochastic and worth predicting
+    while the layout stays recognisable over an episode (~10 m drift in 100 s). Each per-axis step is
+    uniform (256 levels, zero mean, exactly this standard deviation times ``slot_duration_s``; support
+    about +-1.73 std), not Gaussian: see :func:`user_steps` (a quarter of the random bits of a normal
+    draw, for throughput); the drift over many steps is Gaussian all the same."""
     user_seed: int = 0
     """Seed of the initial user layout (uniform over the area). Our choice: the scenario (layout) is
     fixed per params, as in the paper's single scenario; different seeds give different scenarios.
@@ -150,8 +160,10 @@ def validate_params(params: EnvParams) -> None:
 
 def decode_action(action: jax.Array, num_uavs: int) -> jax.Array:
     """Joint action index -> ``[num_uavs]`` int32 per-UAV moves (base-5 digits, UAV 0 least significant)."""
-    powers = jnp.asarray(NUM_MOVES ** np.arange(num_uavs), jnp.int32)
-    return (jnp.asarray(action, jnp.int32) // powers) % NUM_MOVES
+    # One scalar-constant division per digit (XLA turns it into a multiply and shifts); dividing by a
+    # vector of powers is a per-element integer division, which CPU vector units do not have.
+    action = jnp.asarray(action, jnp.int32)
+    return jnp.stack([(action // NUM_MOVES**i) % NUM_MOVES for i in range(num_uavs)], axis=-1)
 
 
 def encode_action(moves) -> jax.Array:
@@ -174,9 +186,85 @@ def rate_matrix_bps(uav_pos: jax.Array, user_pos: jax.Array, params: EnvParams) 
     )
 
 
+#: Up to this many users (or UAVs), reductions over them are unrolled into elementwise ops, which XLA
+#: fuses with their producers; a reduction over a short axis is a separate, slower kernel on CPU.
+_MAX_UNROLL = 64
+
+
+def _mean_and_min(values: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Mean and minimum (float32 scalars) of a ``[n]`` vector; unrolled for ``n <= _MAX_UNROLL``."""
+    n = values.shape[0]
+    if n > _MAX_UNROLL:
+        return jnp.mean(values).astype(jnp.float32), jnp.min(values).astype(jnp.float32)
+    total, worst = values[0], values[0]
+    for i in range(1, n):
+        total, worst = total + values[i], jnp.minimum(worst, values[i])
+    return (total / n).astype(jnp.float32), worst.astype(jnp.float32)
+
+
+def _min_sq_distance(user_x, user_y, uav_x, uav_y) -> jax.Array:
+    """``[num_users]`` squared horizontal distance from each user to its nearest UAV."""
+    if uav_x.shape[0] > _MAX_UNROLL:
+        return jnp.min((user_x[:, None] - uav_x) ** 2 + (user_y[:, None] - uav_y) ** 2, axis=1)
+    d2 = None
+    for j in range(uav_x.shape[0]):
+        dx = user_x - uav_x[j]
+        dy = user_y - uav_y[j]
+        d2_j = dx * dx + dy * dy
+        d2 = d2_j if d2 is None else jnp.minimum(d2, d2_j)
+    return d2
+
+
+def _best_rates_mbps(uav_x, uav_y, user_x, user_y, params: EnvParams) -> jax.Array:
+    """``[num_users]`` best rate (Mbps) per user from separate x / y coordinate vectors.
+
+    The free-space rate is non-increasing in the distance, so the best UAV of a user is its nearest
+    one: the squared horizontal distance is minimised over the UAVs first, and the Shannon rate
+    (one ``log2`` per user) is computed for that distance only. Same formula as
+    :func:`dtrl_jax.envs.channel.free_space_rate` (distance clamped at 1 m), written on the squared
+    distance so no square root is needed: ``rate = B log2(1 + k / max(d^2 + h^2, 1))`` with
+    ``k = p (c / (4 pi f))^2 / (N0 B)``.
+    """
+    f32 = jnp.float32
+    d2 = _min_sq_distance(user_x, user_y, uav_x, uav_y)
+    h = jnp.asarray(params.uav_height_m, f32)
+    dist2 = jnp.maximum(d2 + h * h, 1.0)
+    bw = jnp.asarray(params.bandwidth_hz, f32)
+    noise = dbm_to_watt(params.noise_psd_dbm_hz) * bw
+    wavelength = SPEED_OF_LIGHT_MPS / jnp.asarray(params.carrier_hz, f32)
+    # p (lambda / 4 pi)^2 / noise, as free_space_rate groups it (power x gain, then / noise).
+    k = jnp.asarray(params.tx_power_w, f32) * (wavelength / (4.0 * jnp.pi)) ** 2
+    k = k / jnp.where(noise > 0, noise, 1.0)
+    # bw * 1e-6 * log2(1 + snr): Mbps; a zero bandwidth gives a zero rate (not NaN), as in free_space_rate.
+    rate_bps = jnp.where(bw > 0, bw * jnp.log2(1.0 + jnp.maximum(k / dist2, 0.0)), 0.0)
+    return rate_bps * 1e-6
+
+
 def user_rates_mbps(uav_pos: jax.Array, user_pos: jax.Array, params: EnvParams) -> jax.Array:
-    """``[num_users]`` rate (Mbps) of each user from its best UAV (max over the rate matrix)."""
-    return jnp.max(rate_matrix_bps(uav_pos, user_pos, params), axis=1) * 1e-6
+    """``[num_users]`` rate (Mbps) of each user from its best UAV.
+
+    Equal (to float32 rounding) to the row maxima of :func:`rate_matrix_bps` times 1e-6, computed as
+    the rate at each user's nearest UAV (the rate falls with distance), see :func:`_best_rates_mbps`.
+    """
+    uav_pos = jnp.asarray(uav_pos, jnp.float32)
+    user_pos = jnp.asarray(user_pos, jnp.float32)
+    return _best_rates_mbps(uav_pos[:, 0], uav_pos[:, 1], user_pos[:, 0], user_pos[:, 1], params)
+
+
+def user_steps(key: jax.Array, num_users: int, std) -> jax.Array:
+    """``[num_users, 2]`` float32 random-walk displacements: i.i.d. per axis, zero mean, std ``std``.
+
+    Each displacement is uniform on 256 evenly spaced values symmetric about 0 (8 random bits per
+    axis, four per 32-bit word: one ``jax.random.bits`` call of ``ceil(num_users / 2)`` words), scaled
+    so that its standard deviation is exactly ``std`` (the support is about ``+-sqrt(3) std``). This is
+    far cheaper than ``jax.random.normal`` (a quarter of the random words and no inverse error
+    function); summed over many steps the displacement is Gaussian all the same (central limit).
+    """
+    words = jax.random.bits(key, (-(-num_users // 2),), jnp.uint32)
+    shifts = jnp.asarray([0, 8, 16, 24], jnp.uint32)
+    levels = jnp.right_shift(words[:, None], shifts[None, :]) & jnp.uint32(0xFF)
+    levels = levels.reshape(-1)[: 2 * num_users].reshape(num_users, 2).astype(jnp.float32)
+    return (levels - 127.5) * (jnp.asarray(std, jnp.float32) * _STEP_SCALE)
 
 
 def initial_user_positions(key: jax.Array, params: EnvParams) -> jax.Array:
@@ -219,6 +307,42 @@ class MultiUAV(environment.Environment[EnvState, EnvParams]):
         return EnvParams(num_users=self.num_users, num_uavs=self.num_uavs)
 
     # ----------------------------------------------------------------- dynamics
+    @partial(jax.jit, static_argnames=("self",))
+    def step(
+        self,
+        key: jax.Array,
+        state: EnvState,
+        action: int | float | jax.Array,
+        params: EnvParams | None = None,
+    ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, jax.Array, dict[str, Any]]:
+        """gymnax's auto-resetting step (same outputs and ``info`` keys), specialised for speed.
+
+        Two differences from ``gymnax.environments.environment.Environment.step``, neither visible in
+        the outputs' distribution: (1) gymnax splits ``key`` into a step key and a reset key every
+        step; with the fixed layout (``resample_users=False``, the default) :meth:`reset_env` ignores
+        its key, so ``key`` goes to :meth:`step_env` unsplit (with ``resample_users=True`` it is split
+        as gymnax does). (2) The observation is computed once, from the selected (stepped or reset)
+        state, instead of for both states and then selected: ``get_obs`` is a deterministic function
+        of the state, so the result is the same. ``info["final_observation"]`` is the observation of
+        the stepped state, as in gymnax.
+        """
+        if params is None:
+            params = self.default_params
+        if params.resample_users:
+            key_step, key_reset = jax.random.split(key)
+        else:
+            key_step = key_reset = key
+        obs_st, state_st, reward, terminated, info = self.step_env(key_step, state, action, params)
+        truncated = self.is_truncated(state_st, params)
+        done = jnp.logical_or(terminated, truncated)
+        _, state_re = self.reset_env(key_reset, params)
+        state = jax.tree.map(lambda x, y: jax.lax.select(done, x, y), state_re, state_st)
+        # The observation is a function of the state (get_obs takes no key), so observing the selected
+        # state equals gymnax's select between the reset and the stepped observations.
+        obs = jax.lax.stop_gradient(self.get_obs(state, params))
+        info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
+        return obs, state, reward, terminated, truncated, info
+
     def step_env(
         self,
         key: jax.Array,
@@ -227,22 +351,27 @@ class MultiUAV(environment.Environment[EnvState, EnvParams]):
         params: EnvParams,
     ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
         """Move the UAVs by ``action``, random-walk the users, reward the mean best rate (Mbps)."""
-        area = jnp.asarray(params.area_size_m, jnp.float32)
+        f32 = jnp.float32
+        area = jnp.asarray(params.area_size_m, f32)
+        # Per-UAV move deltas from the base-5 digits by comparisons (no table gather):
+        # 1 = N (+y), 2 = S (-y), 3 = E (+x), 4 = W (-x), 0 = stay.
         moves = decode_action(action, params.num_uavs)
-        step_m = jnp.asarray(params.uav_speed_mps * params.slot_duration_s, jnp.float32)
-        uav_pos = jnp.clip(state.uav_pos + jnp.asarray(MOVES)[moves] * step_m, 0.0, area)
+        step_m = jnp.asarray(params.uav_speed_mps * params.slot_duration_s, f32)
+        move_x = (moves == 3).astype(f32) - (moves == 4).astype(f32)
+        move_y = (moves == 1).astype(f32) - (moves == 2).astype(f32)
+        uav_pos = jnp.clip(state.uav_pos + jnp.stack([move_x, move_y], axis=-1) * step_m, 0.0, area)
+        uav_x, uav_y = uav_pos[:, 0], uav_pos[:, 1]
 
-        sigma = jnp.asarray(params.user_speed_std_mps * params.slot_duration_s, jnp.float32)
-        noise = jax.random.normal(key, state.user_pos.shape, jnp.float32)
-        user_pos = jnp.clip(state.user_pos + sigma * noise, 0.0, area)
+        sigma = jnp.asarray(params.user_speed_std_mps * params.slot_duration_s, f32)
+        user_pos = jnp.clip(state.user_pos + user_steps(key, params.num_users, sigma), 0.0, area)
 
-        rates = user_rates_mbps(uav_pos, user_pos, params)
-        reward = jnp.mean(rates).astype(jnp.float32)
+        rates = _best_rates_mbps(uav_x, uav_y, user_pos[:, 0], user_pos[:, 1], params)
+        reward, worst = _mean_and_min(rates)
         new_state = EnvState(uav_pos=uav_pos, user_pos=user_pos, time=state.time + 1)
         terminated = self.is_terminated(new_state, params)
         info = {
             "mean_rate_mbps": reward,
-            "min_rate_mbps": jnp.min(rates).astype(jnp.float32),
+            "min_rate_mbps": worst,
         }
         return (
             jax.lax.stop_gradient(self.get_obs(new_state, params)),
@@ -343,10 +472,9 @@ class MultiUAVPartial(MultiUAV):
 
     def visibility(self, state: EnvState, params: EnvParams) -> jax.Array:
         """``[num_users]`` bool: user within ``observe_radius_m`` (horizontal) of at least one UAV."""
-        diff = state.user_pos[:, None, :] - state.uav_pos[None, :, :]
-        d2 = jnp.sum(diff**2, axis=-1)
+        d2 = _min_sq_distance(state.user_pos[:, 0], state.user_pos[:, 1], state.uav_pos[:, 0], state.uav_pos[:, 1])
         r = jnp.asarray(params.observe_radius_m, jnp.float32)
-        return jnp.any(d2 <= r * r, axis=1)
+        return d2 <= r * r
 
     def get_obs(self, state: EnvState, params: EnvParams | None = None, key=None) -> jax.Array:
         """Masked observation (see the class docstring for the layout)."""

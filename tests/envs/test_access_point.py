@@ -245,6 +245,40 @@ def test_vmap_over_stacked_params():
     assert obs.shape == (2, 19) and obs.dtype == jnp.float32
 
 
+def test_task_and_speed_sampling_distribution():
+    """Reset speed ~ U[vmin, vmax]; size and deadline classes uniform and independent (reset and step)."""
+    env, params = dt.make(ENV_ID)
+    n = 36_000
+    keys = jax.random.split(jax.random.key(11), n)
+    _, s0 = jax.jit(jax.vmap(env.reset, in_axes=(0, None)))(keys, params)
+    speed = np.asarray(s0.speed)
+    assert speed.min() >= 10.0 and speed.max() <= 30.0
+    np.testing.assert_allclose([speed.mean(), speed.std()], [20.0, 20.0 / np.sqrt(12.0)], rtol=0.01)
+    assert np.all(np.histogram(speed, bins=10, range=(10, 30))[0] > 0.09 * n)
+    step = jax.jit(jax.vmap(env.step_env, in_axes=(0, None, None, None)))
+    _, s1, *_ = step(keys, _state(300.0, 20.0), 1, params)
+    for state in (s0, s1):
+        pair = np.asarray(state.size_class) * 3 + np.asarray(state.deadline_class)
+        counts = np.bincount(pair, minlength=9)
+        assert counts.shape == (9,)
+        # chi-square, 8 degrees of freedom: 26.1 is the 0.1 % critical value
+        assert ((counts - n / 9) ** 2 / (n / 9)).sum() < 26.1, counts
+    # the step's task does not depend on the reset's (different keys, same key space)
+    same = np.mean(np.asarray(s0.size_class) == np.asarray(s1.size_class))
+    assert abs(same - 1 / 3) < 0.02
+
+
+def test_lookup_matches_gather():
+    table = jnp.arange(7.0) * 1.5
+    idx = jnp.arange(-2, 10)
+    np.testing.assert_array_equal(apm._lookup(table, idx, 7), table[jnp.clip(idx, 0, 6)])
+    big = jnp.arange(40.0)  # longer than the select chain: gather path
+    np.testing.assert_array_equal(apm._lookup(big, idx, 40), big[jnp.clip(idx, 0, 39)])
+    # batched tables (vmapped params) broadcast against the index
+    two = jnp.stack([table, -table])
+    np.testing.assert_array_equal(jax.vmap(lambda t: apm._lookup(t, 3, 7))(two), [4.5, -4.5])
+
+
 # ----------------------------------------------------------------------------- invariants
 
 

@@ -254,6 +254,97 @@ def test_resample_users_flag(full):
     assert not np.allclose(a.user_pos, b.user_pos)
 
 
+def test_user_steps_distribution():
+    """Uniform per-axis steps on 256 levels: zero mean, the configured std, bounded by ~sqrt(3) std."""
+    keys = jax.random.split(jax.random.key(7), 20_000)
+    steps = np.asarray(jax.jit(jax.vmap(lambda k: mu.user_steps(k, 10, 2.0)))(keys))  # [20000, 10, 2]
+    assert steps.shape == (20_000, 10, 2) and steps.dtype == np.float32
+    flat = steps.reshape(-1, 20)
+    # every (user, axis) slot: mean 0 and std 2 (400k samples in all; 20k per slot)
+    assert np.all(np.abs(flat.mean(0)) < 0.06) and np.all(np.abs(flat.std(0) - 2.0) < 0.05)
+    np.testing.assert_allclose(steps.std(), 2.0, rtol=5e-3)
+    assert np.abs(steps).max() <= 2.0 * np.sqrt(3.0) + 1e-5
+    assert len(np.unique(steps)) == 256
+    # slots are uncorrelated (the 20 values come from 5 words, 4 bytes each)
+    corr = np.corrcoef(flat.T)
+    assert np.abs(corr - np.eye(20)).max() < 0.05
+    # odd user counts and zero std
+    assert mu.user_steps(jax.random.key(0), 3, 1.0).shape == (3, 2)
+    np.testing.assert_array_equal(mu.user_steps(jax.random.key(0), 10, 0.0), 0.0)
+
+
+def test_walk_keeps_std_over_an_episode(full):
+    """The documented ~10 m drift in 100 s: per-axis displacement std sqrt(100) * 1 m/s * 1 s."""
+    env, p = full
+    p = p.replace(area_size_m=1e6, hangar_x_m=5e5)  # no clipping at the borders
+    start = np.full((10, 2), 5e5, np.float32)
+
+    @jax.jit
+    @jax.vmap
+    def drift(key):
+        def body(s, k):
+            return env.step_env(k, s, 0, p)[1], None
+
+        s, _ = jax.lax.scan(body, make_state([[5e5, 0.0]] * 4, start), jax.random.split(key, 100))
+        return s.user_pos - start
+
+    d = np.asarray(drift(jax.random.split(jax.random.key(1), 2000)))
+    np.testing.assert_allclose(d.std(), 10.0, rtol=0.03)
+    assert abs(d.mean()) < 0.1
+
+
+def test_best_rates_equal_rate_matrix_maxima(full):
+    _, p = full
+    for seed in range(5):
+        k1, k2 = jax.random.split(jax.random.key(seed))
+        uav = jax.random.uniform(k1, (4, 2)) * 500.0
+        users = jax.random.uniform(k2, (10, 2)) * 500.0
+        want = np.asarray(mu.rate_matrix_bps(uav, users, p)).max(axis=1) * 1e-6
+        np.testing.assert_allclose(np.asarray(mu.user_rates_mbps(uav, users, p)), want, rtol=2e-6)
+    # a user under a UAV at height 0 (distance clamped at 1 m), and a zero bandwidth (rate 0, not NaN)
+    q = p.replace(uav_height_m=0.0)
+    np.testing.assert_allclose(mu.user_rates_mbps(jnp.zeros((4, 2)), jnp.zeros((10, 2)), q),
+                               np.asarray(mu.rate_matrix_bps(jnp.zeros((4, 2)), jnp.zeros((10, 2)), q))[:, 0] * 1e-6,
+                               rtol=2e-6)
+    np.testing.assert_array_equal(mu.user_rates_mbps(uav, users, p.replace(bandwidth_hz=0.0)), 0.0)
+
+
+def test_step_matches_gymnax_auto_reset(full, partial):
+    """The specialised ``step`` returns what gymnax's step would, given the same step key.
+
+    (Observations to float32 rounding: the jitted step and the eager reference may round ``x / area``
+    differently.)
+    """
+    for env, p in (full, partial):
+        _, s0 = env.reset(jax.random.key(0), p)
+        for t in (5, 99):  # an ordinary step and the truncating one
+            s = s0.replace(time=jnp.int32(t))
+            key = jax.random.key(3)
+            obs, s2, r, te, tr, info = env.step(key, s, 317, p)
+            obs_st, s_st, r_st, te_st, _ = env.step_env(key, s, 317, p)
+            np.testing.assert_allclose(info["final_observation"], obs_st, rtol=0, atol=1e-6)
+            np.testing.assert_allclose(r, r_st, rtol=1e-6)
+            assert bool(tr) == (t == 99) and not bool(te)
+            if t == 99:
+                obs_re, s_re = env.reset(key, p)
+                want_s, want_obs = s_re, obs_re
+            else:
+                want_s, want_obs = s_st, obs_st
+            for a, b in zip(jax.tree.leaves(s2), jax.tree.leaves(want_s)):
+                np.testing.assert_allclose(a, b, rtol=1e-6)
+            np.testing.assert_allclose(obs, want_obs, rtol=0, atol=1e-6)
+
+
+def test_auto_reset_resamples_layout_when_asked(full):
+    env, p = full
+    q = p.replace(resample_users=True)
+    _, s = env.reset(jax.random.key(0), q)
+    s = s.replace(time=jnp.int32(99))
+    layouts = [np.asarray(env.step(jax.random.key(k), s, 0, q)[1].user_pos) for k in (1, 2)]
+    assert not np.allclose(layouts[0], layouts[1])
+    assert not np.allclose(layouts[0], np.asarray(env.reset(jax.random.key(0), p)[1].user_pos))
+
+
 # ----------------------------------------------------------------------------- observations
 def test_partial_obs_masks_users_outside_radius(partial):
     env, p = partial
