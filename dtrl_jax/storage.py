@@ -41,19 +41,34 @@ def buffer_init(example: Any, capacity: int) -> ReplayBuffer:
     return ReplayBuffer(data=data, position=jnp.int32(0), size=jnp.int32(0))
 
 
-def buffer_add(buffer: ReplayBuffer, batch: Any) -> ReplayBuffer:
-    """Insert a batch (leading axis B <= capacity), overwriting the oldest items when full."""
+def buffer_add(buffer: ReplayBuffer, batch: Any, enabled=True) -> ReplayBuffer:
+    """Insert a batch (leading axis B <= capacity), overwriting the oldest items when full.
+
+    ``enabled`` (a traced bool) makes the add conditional without a ``lax.cond``: when False the
+    B slots are rewritten with their own old contents and neither ``position`` nor ``size`` moves.
+    A ``cond`` that returns either the updated or the untouched buffer makes XLA copy the whole
+    buffer at every step; this form touches only the B slots, so the buffer is updated in place.
+    """
     capacity = buffer.capacity
     b = jax.tree.leaves(batch)[0].shape[0]
     if b > capacity:
         raise ValueError(f"cannot add {b} items at once to a buffer of capacity {capacity}")
     jax.tree.map(lambda x, y: chex.assert_equal_shape([x[0], y[0]]), buffer.data, batch)
     idx = (buffer.position + jnp.arange(b, dtype=jnp.int32)) % capacity
-    data = jax.tree.map(lambda store, new: store.at[idx].set(new.astype(store.dtype)), buffer.data, batch)
+    always = isinstance(enabled, bool) and enabled
+
+    def write(store, new):
+        new = new.astype(store.dtype)
+        if not always:
+            new = jnp.where(enabled, new, store[idx])
+        return store.at[idx].set(new)
+
+    data = jax.tree.map(write, buffer.data, batch)
+    added = b if always else jnp.where(enabled, b, 0)
     return ReplayBuffer(
         data=data,
-        position=(buffer.position + b) % capacity,
-        size=jnp.minimum(buffer.size + b, capacity),
+        position=(buffer.position + added) % capacity,
+        size=jnp.minimum(buffer.size + added, capacity),
     )
 
 
@@ -79,9 +94,12 @@ def domain_storage_init(example: Any, num_domains: int, capacity_per_domain: int
     return DomainStorage(jax.tree.map(lambda x: jnp.broadcast_to(x, (num_domains, *x.shape)), one))
 
 
-def domain_storage_add(storage: DomainStorage, batch: Any) -> DomainStorage:
-    """Add ``batch`` with leaves ``[domains, B, ...]``: domain d's items go to domain d's buffer."""
-    return DomainStorage(jax.vmap(buffer_add)(storage.buffers, batch))
+def domain_storage_add(storage: DomainStorage, batch: Any, enabled=True) -> DomainStorage:
+    """Add ``batch`` with leaves ``[domains, B, ...]``: domain d's items go to domain d's buffer.
+
+    ``enabled``: as in :func:`buffer_add`, one (traced) flag for every domain.
+    """
+    return DomainStorage(jax.vmap(buffer_add, in_axes=(0, 0, None))(storage.buffers, batch, enabled))
 
 
 def domain_storage_size(storage: DomainStorage) -> jax.Array:

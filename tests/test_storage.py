@@ -28,3 +28,20 @@ def test_domain_storage_keeps_domains_apart():
     np.testing.assert_array_equal(np.asarray(st.buffers.data["a"])[:, :2], batch["a"])
     s = np.asarray(domain_storage_sample(st, jax.random.key(1), 500)["a"])
     assert set(s.tolist()) == {10, 11, 20, 21, 30, 31}
+
+
+def test_disabled_add_leaves_a_full_buffer_untouched_under_jit():
+    buf = buffer_init({"x": jnp.zeros(2), "a": jnp.int32(0)}, capacity=4)
+    buf = buffer_add(buf, {"x": jnp.ones((5 - 1, 2)), "a": jnp.arange(1, 5)})  # full, position wrapped to 0
+    add = jax.jit(buffer_add)
+    batch = {"x": 9 * jnp.ones((3, 2)), "a": jnp.array([7, 8, 9])}
+    same = add(buf, batch, jnp.asarray(False))
+    for before, after in zip(jax.tree.leaves(buf), jax.tree.leaves(same)):
+        np.testing.assert_array_equal(np.asarray(before), np.asarray(after))
+    moved = add(buf, batch, jnp.asarray(True))
+    np.testing.assert_array_equal(np.asarray(moved.data["a"]), [7, 8, 9, 4])
+    assert int(moved.position) == 3 and int(moved.size) == 4
+    # per-domain storage with one flag for all domains
+    st = domain_storage_init({"a": jnp.int32(0)}, num_domains=2, capacity_per_domain=3)
+    st = jax.jit(domain_storage_add)(st, {"a": jnp.array([[1, 2], [3, 4]])}, jnp.asarray(False))
+    assert int(domain_storage_size(st)) == 0 and not np.asarray(st.buffers.data["a"]).any()

@@ -155,11 +155,8 @@ class DQNAgent:
         cfg = self.config
         storage = storage.replace(physical=buffer_add(storage.physical, physical))
         if storage.twin is not None and twin is not None:
-            # Before the twin is ready its transitions are not stored at all.
-            twin_storage = jax.lax.cond(
-                twin_ready, lambda s: domain_storage_add(s, twin), lambda s: s, storage.twin
-            )
-            storage = storage.replace(twin=twin_storage)
+            # Before the twin is ready (or while it is unusable) its transitions are not stored.
+            storage = storage.replace(twin=domain_storage_add(storage.twin, twin, twin_ready))
 
         def one_update(carry, xs):
             state, loss_sum, updates = carry

@@ -26,7 +26,7 @@ from flax import struct
 from dtrl_jax.transition import Transition, one_step_transition
 from dtrl_jax.twin.domains import replicate, step_domains
 from dtrl_jax.twin.lookahead import rollout_branch
-from dtrl_jax.twin.noise import add_float_noise
+from dtrl_jax.twin.noise import add_float_noise, is_zero
 from dtrl_jax.twin.trials import trial_actions
 
 
@@ -92,9 +92,10 @@ class DigitalSpace:
         """Every domain receives a (noisy) copy of the physical state."""
         idx = jnp.arange(self.num_domains)
         states = replicate(phys_state, self.num_domains)
-        states = jax.vmap(add_float_noise, in_axes=(0, 0, None))(
-            jax.random.split(key, self.num_domains), states, noise_std
-        )
+        if not is_zero(noise_std):
+            states = jax.vmap(add_float_noise, in_axes=(0, 0, None))(
+                jax.random.split(key, self.num_domains), states, noise_std
+            )
         # The time counter is integer and never noised; observations are re-read from the noisy
         # states so the twin's view is consistent with its own state.
         obs = self._observe(states, replicate(phys_obs, self.num_domains), idx)
