@@ -242,6 +242,7 @@ def cmd_train(args) -> int:
 
     from dtrl_jax import runs
     from dtrl_jax.progress import GracefulStop, ProgressBar, Stopped
+    from dtrl_jax.memory import check_fits, describe, estimate_memory
     from dtrl_jax.train import make_train
 
     if args.keep_checkpoints < 1:
@@ -286,6 +287,8 @@ def cmd_train(args) -> int:
     try:  # every check make_train does before tracing, so that bad values are usage errors
         env, params = spec.make_env()
         make_train(config, env, params)
+        estimate = estimate_memory(config, env, params, num_seeds=spec.seeds)
+        check_fits(estimate)  # all seeds together, before anything is compiled
     except (ValueError, TypeError) as err:
         raise UsageError(str(err)) from None
 
@@ -293,6 +296,7 @@ def cmd_train(args) -> int:
     say = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     say(f"dtrl train: {spec.env_id} | {_AGENT_TITLES[spec.agent]} | {_twin_summary(config)} | "
         f"{config.total_timesteps:,} physical steps x {spec.seeds} seed(s) (one vmap) on {dev.platform}")
+    say(describe(estimate))
     say(f"run folder: {run_dir}" + (" (resuming)" if args.resume else ""))
     bar = ProgressBar(config.total_timesteps, seeds=spec.seeds, enabled=not args.no_progress)
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["estimate_memory", "check_fits", "device_memory_limit", "tree_bytes", "format_bytes"]
+__all__ = ["estimate_memory", "estimate_from_runner", "describe", "check_fits", "device_memory_limit", "tree_bytes", "format_bytes"]
 
 #: Keys of the estimate that add up to ``total_bytes`` (per seed, then times ``num_seeds``).
 PARTS: tuple[str, ...] = (
@@ -123,13 +123,22 @@ def estimate_memory(config, env, env_params, *, twin_params=None, num_seeds: int
       ``total_bytes`` (``per_seed_bytes * num_seeds``), plus ``num_domains``, ``buffer_size`` and
       ``twin_buffer_size`` (transitions per domain) for the message of :func:`check_fits`.
     """
-    from dtrl_jax.train import METRIC_NAMES, inspect_env, make_train
+    from dtrl_jax.train import make_train
 
     if int(num_seeds) < 1:
         raise ValueError(f"estimate_memory: num_seeds={num_seeds} must be >= 1")
-    train = make_train(config, env, env_params, twin_params=twin_params)
+    train = make_train(config, env, env_params, twin_params=twin_params, check_memory=False)
     runner, _ = jax.eval_shape(train.init, jax.random.key(0))
-    spec = inspect_env(env, env_params)
+    return estimate_from_runner(config, train.env, train.env_params, runner, num_seeds=num_seeds)
+
+
+def estimate_from_runner(config, env, env_params, runner, *, spec=None, num_seeds: int = 1) -> dict[str, Any]:
+    """:func:`estimate_memory` from a ``RunnerState`` whose leaves have shapes (arrays, tracers or
+    ``jax.ShapeDtypeStruct``): what ``make_train``'s ``init`` calls while it is being traced, with
+    the ``EnvSpec`` it read before tracing (``spec``; read here when None)."""
+    from dtrl_jax.train import METRIC_NAMES, inspect_env
+
+    spec = inspect_env(env, env_params) if spec is None else spec
     storage = runner.storage
     physical = getattr(storage, "physical", None) if storage is not None else None
     twin_storage = getattr(storage, "twin", None) if storage is not None else None
@@ -153,6 +162,16 @@ def estimate_memory(config, env, env_params, *, twin_params=None, num_seeds: int
         int(jax.tree.leaves(twin_storage)[0].shape[1]) if twin_storage is not None else 0
     )
     return out
+
+
+def describe(estimate: dict[str, Any]) -> str:
+    """One line: the total and its non-zero parts, e.g. for a log or the CLI before compiling."""
+    seeds = int(estimate.get("num_seeds", 1))
+    parts = ", ".join(
+        f"{k[:-6].replace('_', ' ')} {format_bytes(int(estimate[k]) * seeds)}" for k in PARTS if estimate.get(k)
+    )
+    per = f" ({seeds} seeds)" if seeds > 1 else ""
+    return f"memory estimate{per}: {format_bytes(estimate['total_bytes'])} = {parts}"
 
 
 def _cpu_total_bytes() -> int | None:

@@ -25,6 +25,7 @@ structural, there is no copy that can go stale.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import jax
@@ -42,6 +43,7 @@ from dtrl_jax.agents.exploration import (
 from dtrl_jax.agents.tabular import TabularQAgent
 from dtrl_jax.config import DQNConfig, QLearningConfig
 from dtrl_jax.host_callback import once_per_batch
+from dtrl_jax.memory import check_fits, describe, estimate_from_runner
 from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import Transition, one_step_transition
@@ -64,6 +66,8 @@ METRIC_NAMES = (
     "sync_events",
     "twin_faults",
 )
+
+logger = logging.getLogger("dtrl_jax")
 
 NUMERIC_FAULTS = {1: "observation", 2: "reward", 3: "Q-values", 4: "loss"}
 
@@ -296,7 +300,7 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
-def make_train(config, env, env_params, *, twin_params=None, on_interval=None, mesh=None):
+def make_train(config, env, env_params, *, twin_params=None, on_interval=None, mesh=None, check_memory=True):
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
     Args:
@@ -314,6 +318,11 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         states, trials, rollouts, per-domain storage) is sharded over it (see ``dtrl_jax.sharding``);
         a ``"seeds"`` axis is used by ``dtrl_jax.distributed.shard_seeds`` to shard vmapped keys.
         Results match the unsharded program up to float reduction order.
+      check_memory: when ``init`` is traced (so before compiling), estimate the run's memory from
+        the shapes of its state (``dtrl_jax.memory``; logged at INFO on the ``dtrl_jax`` logger)
+        and raise ``ValueError`` with the numbers if one run cannot fit the device. The estimate is
+        per run: for ``jax.vmap`` over seeds use ``dtrl_jax.memory.estimate_memory(...,
+        num_seeds=S)`` with ``check_fits`` (the CLI does).
     Returns:
       ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs seeds in parallel.
       ``train.init(key) -> (runner_state, intervals)`` and
@@ -321,8 +330,11 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
       boundaries: running ``intervals[:i]`` then ``intervals[i:]`` equals one full run, which is
       what checkpoint/resume builds on. The random stream of physical step t is
       ``fold_in(loop_key, t)``, so results do not depend on ``log_every``.
+      ``train.env``/``train.env_params`` are the environment the loop runs (wrapped when
+      ``share_global_obs``), ``train.agent`` the agent object, ``train.config`` the config.
     Raises:
-      ValueError/TypeError: before any tracing, for a config the environment cannot support.
+      ValueError/TypeError: before any tracing, for a config the environment cannot support; and
+        ``ValueError`` from ``init`` (before compiling) for a run that cannot fit in memory.
     """
     if not isinstance(config, (QLearningConfig, DQNConfig)):
         raise TypeError(f"config must be a QLearningConfig or DQNConfig, got {type(config).__name__}")
@@ -431,7 +443,9 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                 # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
                 trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
             sync_now = (steps_after % twin.sync_every) == 0
-            noise = state_noise_std(twin, runner.steps) + burst_std(runner.steps, twin.burst_windows)
+            noise = state_noise_std(twin, runner.steps)
+            if twin.burst_windows:
+                noise = noise + burst_std(runner.steps, twin.burst_windows)
             k_adv = jax.random.fold_in(k_look, 1)
             domains = jax.vmap(space.advance, in_axes=(0, 0, 0, 0, 0, None, None))(
                 jax.random.split(k_adv, num_envs), runner.domains, actions, next_state, next_obs,
@@ -538,7 +552,19 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
     reporter = None if on_interval is None else once_per_batch(on_interval)
     numerics_reporter = once_per_batch(raise_on_numeric_fault) if config.check_numerics else None
 
+    def guard_memory(key):
+        """Shapes of the state, without allocating it: refuse a run that cannot fit."""
+        runner, _ = jax.eval_shape(build_state, key)
+        estimate = estimate_from_runner(config, env, env_params, runner, spec=spec)
+        logger.info("%s on %s: %s", type(config).__name__, spec.name, describe(estimate))
+        check_fits(estimate)
+
     def init(key: jax.Array):
+        if check_memory:
+            guard_memory(key)
+        return build_state(key)
+
+    def build_state(key: jax.Array):
         k_init, k_reset, k_loop = jax.random.split(key, 3)
         ready0 = jnp.asarray(True) if twin is None else 0 >= jnp.asarray(twin.ready_after)
         obs, env_state = jax.vmap(env.reset, in_axes=(0, None))(
@@ -587,4 +613,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
     train.init = init
     train.run = run
     train.config = config
+    train.env = env
+    train.env_params = env_params
+    train.agent = agent
     return train
