@@ -157,12 +157,15 @@ class Stopped(Exception):
 
 
 class GracefulStop:
-    """Ctrl-C handling for a chunked (checkpointed) run, as a context manager.
+    """Ctrl-C / SIGTERM handling for a chunked (checkpointed) run, as a context manager.
 
-    First Ctrl-C: ``check(interval)`` (pass it as ``train_run(on_checkpoint=...)``) raises ``Stopped``
+    First Ctrl-C (or SIGTERM): ``check(interval)`` (pass it as ``train_run(on_checkpoint=...)``) raises ``Stopped``
     after the next checkpoint, so nothing is lost; second Ctrl-C (or the first, for an unchunked
     run, which cannot stop early): ``KeyboardInterrupt`` at once.
     """
+
+    #: SIGTERM too: batch schedulers (Slurm, Kubernetes) send it before killing a job.
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, say, chunked: bool, total: int):
         self.say, self.chunked, self.total = say, chunked, total
@@ -172,19 +175,23 @@ class GracefulStop:
         if self.requested or not self.chunked:
             raise KeyboardInterrupt
         self.requested = True
-        self.say("\nCtrl-C: stopping after the next checkpoint (Ctrl-C again to stop at once)")
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        self.say(f"\n{name}: stopping after the next checkpoint (Ctrl-C again to stop at once)")
 
     def check(self, interval: int) -> None:
         if self.requested and interval < self.total:
             raise Stopped(interval)
 
     def __enter__(self):
+        self.previous = {}
         try:
-            self.previous = signal.signal(signal.SIGINT, self._handler)
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._handler)
         except ValueError:  # not the main thread: leave signals alone
-            self.previous = None
+            pass
         return self
 
     def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGINT, self.previous)
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
