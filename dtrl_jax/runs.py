@@ -494,7 +494,10 @@ def _compiled(spec: RunSpec, with_hook: bool):
         train = make_train(spec.config, env, env_params, on_interval=hook if with_hook else None)
         if len(_COMPILED) >= 4:
             _COMPILED.pop(next(iter(_COMPILED)))
-        _COMPILED[key] = (jax.jit(jax.vmap(train.init)), jax.jit(jax.vmap(train.run)), hook)
+        # The runner state is donated to each chunk: its replay buffers (the largest arrays) are then
+        # reused for the output instead of existing twice at every chunk boundary.
+        run = jax.jit(jax.vmap(train.run), donate_argnums=0)
+        _COMPILED[key] = (jax.jit(jax.vmap(train.init)), run, hook)
     return _COMPILED[key]
 
 
