@@ -92,10 +92,11 @@ class DigitalSpace:
         """Every domain receives a (noisy) copy of the physical state."""
         idx = jnp.arange(self.num_domains)
         states = replicate(phys_state, self.num_domains)
-        if not is_zero(noise_std):
-            states = jax.vmap(add_float_noise, in_axes=(0, 0, None))(
-                jax.random.split(key, self.num_domains), states, noise_std
-            )
+        if is_zero(noise_std):  # exact copies: their observations are the physical one
+            return DomainStates(states=states, obs=replicate(phys_obs, self.num_domains))
+        states = jax.vmap(add_float_noise, in_axes=(0, 0, None))(
+            jax.random.split(key, self.num_domains), states, noise_std
+        )
         # The time counter is integer and never noised; observations are re-read from the noisy
         # states so the twin's view is consistent with its own state.
         obs = self._observe(states, replicate(phys_obs, self.num_domains), idx)
