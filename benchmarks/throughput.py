@@ -344,13 +344,16 @@ def measure_point(
     if num_seeds == 1:
         init_fn, run_fn, init_args = train.init, train.run, (keys[0],)
     else:
-        init_fn, run_fn, init_args = jax.vmap(train.init), jax.vmap(train.run), (keys,)
+        # Interval indices shared by all seeds (in_axes None) keep the update a branch, not a select.
+        init_fn, run_fn, init_args = jax.vmap(train.init), jax.vmap(train.run, in_axes=(0, None)), (keys,)
     init_args = jax.device_put(init_args, device)
 
     t0 = time.perf_counter()
     init_c = jax.jit(init_fn).lower(*init_args).compile()
     init_compile_s = time.perf_counter() - t0
     runner0, interval_keys = jax.block_until_ready(init_c(*init_args))
+    if num_seeds > 1:
+        interval_keys = interval_keys[0]
 
     runner_fn = _KeepCompiled(run_fn)
     timing = _common.time_compiled(runner_fn, runner0, interval_keys, repeats=repeats, budget_s=budget_s)

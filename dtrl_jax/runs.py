@@ -496,7 +496,8 @@ def _compiled(spec: RunSpec, with_hook: bool):
             _COMPILED.pop(next(iter(_COMPILED)))
         # The runner state is donated to each chunk: its replay buffers (the largest arrays) are then
         # reused for the output instead of existing twice at every chunk boundary.
-        run = jax.jit(jax.vmap(train.run), donate_argnums=0)
+        # Interval indices are shared by all seeds (in_axes None): see ``make_train``'s ``run``.
+        run = jax.jit(jax.vmap(train.run, in_axes=(0, None)), donate_argnums=0)
         _COMPILED[key] = (jax.jit(jax.vmap(train.init)), run, hook)
     return _COMPILED[key]
 
@@ -565,7 +566,7 @@ def train_run(
     chunk = n if checkpoint_every is None else checkpoint_every // config.log_every
     for lo in range(start, n, chunk):
         hi = min(lo + chunk, n)
-        runner, new = run(runner, intervals[:, lo:hi])
+        runner, new = run(runner, intervals[0, lo:hi])
         metrics = _concat(metrics, jax.device_get(new))
         save_checkpoint(run_dir, spec, hi, runner, metrics, keep=keep)
         write_metrics_csv(run_dir / "metrics.csv", metrics)

@@ -36,7 +36,7 @@ from gymnax.environments import spaces
 from dtrl_jax.agents.dqn import DQNAgent
 from dtrl_jax.agents.exploration import (
     epsilon_greedy,
-    explore_flags_and_actions,
+    explore_flags_from_bits,
     greedy_action,
     linear_epsilon,
 )
@@ -327,8 +327,10 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
       ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs seeds in parallel.
       ``train.init(key) -> (runner_state, intervals)`` and
       ``train.run(runner_state, intervals) -> (runner_state, metrics)`` split it at interval
-      boundaries: running ``intervals[:i]`` then ``intervals[i:]`` equals one full run, which is
-      what checkpoint/resume builds on. The random stream of physical step t is
+      boundaries: ``intervals`` are the indices of the logging intervals to run, and running
+      ``intervals[:i]`` then ``intervals[i:]`` equals one full run, which is what
+      checkpoint/resume builds on. With ``jax.vmap`` over seeds, vmap ``run`` with
+      ``in_axes=(0, None)`` (intervals shared by all seeds) so updates stay conditional branches. The random stream of physical step t is
       ``fold_in(loop_key, t)``, so results do not depend on ``log_every``.
       ``train.env``/``train.env_params`` are the environment the loop runs (wrapped when
       ``share_global_obs``), ``train.agent`` the agent object, ``train.config`` the config.
@@ -392,20 +394,24 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
 
         return policy
 
-    def iteration(carry, _):
+    def iteration(carry, t):
         runner, acc = carry
-        key = jax.random.fold_in(runner.loop_key, runner.steps // num_envs)
+        # Schedules (epsilon, readiness, outages, syncs, when to update) read the step count from the
+        # scan index t, never from the carried counter: under jax.vmap over seeds t is not batched,
+        # so the learner's lax.cond stays a branch instead of becoming a select that runs both.
+        steps = t * num_envs  # == runner.steps
+        key = jax.random.fold_in(runner.loop_key, t)
         k_act, k_env, k_trial, k_look, k_learn = jax.random.split(key, 5)
-        steps_after = runner.steps + num_envs
-        ready = jnp.asarray(True) if twin is None else runner.steps >= twin.ready_after
-        available = ready & ~in_windows(runner.steps, twin.outage_windows if twin is not None else ())
+        steps_after = steps + num_envs
+        ready = jnp.asarray(True) if twin is None else steps >= twin.ready_after
+        available = ready & ~in_windows(steps, twin.outage_windows if twin is not None else ())
         phys_params = gated_params(env_params, available)
         epsilon = linear_epsilon(
-            runner.steps, config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
+            steps, config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
         )
         q = jax.vmap(agent.q_values, in_axes=(None, 0))(runner.agent_state, runner.obs)
-        actions, explored, greedy = jax.vmap(explore_flags_and_actions, in_axes=(0, 0, None))(
-            jax.random.split(k_act, num_envs), q, epsilon
+        actions, explored, greedy = jax.vmap(explore_flags_from_bits, in_axes=(0, 0, None))(
+            jax.random.bits(k_act, (num_envs, 3), jnp.uint32), q, epsilon
         )
         shielded = jnp.int32(0)
         if use_shield:
@@ -443,9 +449,9 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                 # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
                 trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
             sync_now = (steps_after % twin.sync_every) == 0
-            noise = state_noise_std(twin, runner.steps)
+            noise = state_noise_std(twin, steps)
             if twin.burst_windows:
-                noise = noise + burst_std(runner.steps, twin.burst_windows)
+                noise = noise + burst_std(steps, twin.burst_windows)
             k_adv = jax.random.fold_in(k_look, 1)
             domains = jax.vmap(space.advance, in_axes=(0, 0, 0, 0, 0, None, None))(
                 jax.random.split(k_adv, num_envs), runner.domains, actions, next_state, next_obs,
@@ -470,7 +476,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                 physical = _select(twin_on, looked, padded)
 
         agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, trials, runner.steps, steps_after, k_learn, twin_on
+            runner.agent_state, runner.storage, physical, trials, steps, steps_after, k_learn, twin_on
         )
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
@@ -486,7 +492,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         if config.check_numerics:
             code = numeric_fault_code(next_obs, reward, q, stats.loss_sum)
             first = (fault_step < 0) & (code > 0)
-            fault_step = jnp.where(first, runner.steps, fault_step)
+            fault_step = jnp.where(first, steps, fault_step)
             fault_code = jnp.where(first, code, fault_code)
         runner = runner.replace(
             env_state=next_state,
@@ -516,7 +522,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         )
         return (runner, acc), None
 
-    def interval(runner, _):
+    def interval(runner, index):
         acc = dict(
             return_sum=jnp.float32(0.0),
             finished=jnp.int32(0),
@@ -525,7 +531,9 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             epsilon=jnp.float32(0.0),
             ready=jnp.asarray(False),
         )
-        (runner, acc), _ = jax.lax.scan(iteration, (runner, acc), None, length=config.iterations_per_interval)
+        per = config.iterations_per_interval
+        first = jnp.asarray(index, jnp.int32) * per
+        (runner, acc), _ = jax.lax.scan(iteration, (runner, acc), first + jnp.arange(per, dtype=jnp.int32))
         metrics = dict(
             physical_steps=runner.steps,
             physical_episodes=runner.episodes,
@@ -603,6 +611,11 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         return runner, jnp.arange(config.num_intervals, dtype=jnp.int32)
 
     def run(runner: RunnerState, intervals: jax.Array):
+        """Run the logging intervals whose indices are ``intervals`` (a slice of ``init``'s output).
+
+        Under ``jax.vmap`` over seeds, pass ``intervals`` unbatched (``in_axes=(0, None)``): the
+        step schedules then stay unbatched and the update's ``lax.cond`` stays a real branch.
+        """
         return jax.lax.scan(interval, runner, intervals)
 
     def train(key: jax.Array) -> TrainResult:

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.extend import core as jax_core
 
 import dtrl_jax as dt
 from tests.helpers import Chain, ChainParams, chain_q_star, tree_equal
@@ -94,6 +95,35 @@ def test_vmap_over_seeds_matches_single_runs():
     assert batched.metrics["episode_return"].shape == (3, 8)
     single = jax.jit(train)(keys[1])
     np.testing.assert_allclose(batched.metrics["episode_return"][1], single.metrics["episode_return"], rtol=1e-5)
+
+
+def _primitive_names(jaxpr) -> set:
+    names = set()
+    for eqn in jaxpr.eqns:
+        names.add(eqn.primitive.name)
+        for sub in jax_core.jaxprs_in_params(eqn.params):
+            names |= _primitive_names(sub)
+    return names
+
+
+def test_vmapped_seeds_keep_the_dqn_update_a_branch():
+    """With the interval indices shared (in_axes None) the update's cond survives vmap over seeds
+    (a select would run every branch at every step); both ways give the same numbers."""
+    cfg = dt.DQNConfig(total_timesteps=400, num_envs=2, log_every=100, learning_starts=50, buffer_size=200,
+                       batch_size=16, train_every=4, hidden_sizes=(16,),
+                       twin=dt.TwinConfig(num_domains=2, action_trials=2))
+    env, params = CHAIN, ChainParams(length=5, features=True)
+    train = dt.make_train(cfg, env, params)
+    runner, intervals = jax.jit(jax.vmap(train.init))(jax.random.split(jax.random.key(0), 3))
+    shared = jax.vmap(train.run, in_axes=(0, None))
+    batched = jax.vmap(train.run)
+    assert "cond" in _primitive_names(jax.make_jaxpr(shared)(runner, intervals[0]).jaxpr)
+    assert "cond" not in _primitive_names(jax.make_jaxpr(batched)(runner, intervals).jaxpr)
+    a = jax.jit(shared)(runner, intervals[0])[1]
+    b = jax.jit(batched)(runner, intervals)[1]
+    for name in a:  # the same numbers (floats to rounding: the two programs fuse differently)
+        np.testing.assert_allclose(np.asarray(a[name]), np.asarray(b[name]), rtol=1e-5, err_msg=name)
+    assert int(a["updates"][0, -1]) == (400 - 50) // 4 + 1
 
 
 def test_vmap_over_traced_learning_rate_compiles_once():

@@ -27,7 +27,6 @@ from dtrl_jax.storage import (
     domain_storage_add,
     domain_storage_init,
     domain_storage_sample,
-    domain_storage_size,
 )
 from dtrl_jax.transition import Transition
 
@@ -140,12 +139,15 @@ class DQNAgent:
         return self._sgd(agent_state, loss_fn)
 
     def _gradient_step(self, agent_state: DQNState, storage: DQNStorage, key, twin_ready):
-        k_phys, k_twin = jax.random.split(key)
+        # The physical share is drawn with ``key`` itself whether or not a twin exists, so a twin that
+        # is never ready leaves plain DQN's random stream (and result) unchanged, bit for bit.
         if storage.twin is None or not self.twin_batch:
-            return self._physical_step(agent_state, storage, k_phys)
-        use_twin = twin_ready & (domain_storage_size(storage.twin) > 0)
+            return self._physical_step(agent_state, storage, key)
+        k_phys, k_twin = key, jax.random.fold_in(key, 1)
+        # twin_ready also means this step's trials were just stored (``learn``), so the twin storage is
+        # not empty; testing its size instead would make the branch data-dependent (a select under vmap).
         return jax.lax.cond(
-            use_twin,
+            twin_ready,
             lambda s: self._mixed_step(s, storage, k_phys, k_twin),
             lambda s: self._physical_step(s, storage, k_phys),
             agent_state,
@@ -162,24 +164,35 @@ class DQNAgent:
             state, loss_sum, updates = carry
             k, before = xs
             after = jnp.minimum(before + cfg.train_every, steps_after)
+            # A function of the step counts only (the physical buffer was just filled above), so
+            # the cond stays a branch under vmap over seeds.
             due = crossed(before, after, cfg.train_every) & (after >= cfg.learning_starts)
-            due = due & (storage.physical.size > 0)
 
-            def do(state):
-                return self._gradient_step(state, storage, k, twin_ready)
+            # Only what an update changes passes through the cond; the target parameters are
+            # closed over (read-only), so XLA need not thread a copy of them through both branches.
+            def do(trained):
+                params, opt_state = trained
+                new, loss = self._gradient_step(
+                    state.replace(params=params, opt_state=opt_state), storage, k, twin_ready
+                )
+                return (new.params, new.opt_state), loss
 
-            def skip(state):
-                return state, jnp.float32(0.0)
+            def skip(trained):
+                return trained, jnp.float32(0.0)
 
-            state, loss = jax.lax.cond(due, do, skip, state)
+            (params, opt_state), loss = jax.lax.cond(due, do, skip, (state.params, state.opt_state))
+            state = state.replace(params=params, opt_state=opt_state)
             return (state, loss_sum + loss, updates + due.astype(jnp.int32)), None
 
-        # Sub-steps of train_every inside this vectorised step, one possible update each.
-        starts = steps_before + cfg.train_every * jnp.arange(self.updates_per_step)
-        keys = jax.random.split(key, self.updates_per_step)
-        (agent_state, loss_sum, updates), _ = jax.lax.scan(
-            one_update, (agent_state, jnp.float32(0.0), jnp.int32(0)), (keys, starts)
-        )
+        # Sub-steps of train_every inside this vectorised step, one possible update each (a scan
+        # only when there can be several: a length-1 loop costs a few per cent of a CartPole step).
+        carry = (agent_state, jnp.float32(0.0), jnp.int32(0))
+        if self.updates_per_step == 1:
+            (agent_state, loss_sum, updates), _ = one_update(carry, (key, steps_before))
+        else:
+            starts = steps_before + cfg.train_every * jnp.arange(self.updates_per_step)
+            keys = jax.random.split(key, self.updates_per_step)
+            (agent_state, loss_sum, updates), _ = jax.lax.scan(one_update, carry, (keys, starts))
         sync = crossed(steps_before, steps_after, cfg.target_update_every)
         target = optax.incremental_update(agent_state.params, agent_state.target_params, cfg.tau)
         target = jax.tree.map(lambda new, old: jnp.where(sync, new, old), target, agent_state.target_params)

@@ -57,8 +57,17 @@ def explore_flags_and_actions(key: jax.Array, q_values: jax.Array, epsilon):
     Returns ``(action, explored, greedy)``; ``explored`` is True when the random branch was taken
     (the random action may still coincide with the greedy one). The shield needs all three.
     """
+    return explore_flags_from_bits(jax.random.bits(key, (3,), jnp.uint32), q_values, epsilon)
+
+
+def explore_flags_from_bits(bits: jax.Array, q_values: jax.Array, epsilon):
+    """:func:`explore_flags_and_actions` driven by three given random uint32 words ``bits``.
+
+    Lets a caller draw the words of a whole batch in one call (``jax.random.bits(key, (B, 3))``)
+    and ``vmap`` this over rows, instead of splitting B keys.
+    """
+    chex.assert_shape(bits, (3,))
     chex.assert_rank(q_values, 1)
-    bits = jax.random.bits(key, (3,), jnp.uint32)
     explore = _unit_interval(bits[0]) < epsilon
     random_action = _below(bits[1], q_values.shape[0])
     greedy = greedy_from_bits(bits[2], q_values)
