@@ -610,7 +610,7 @@ def _teacher_view(member: Member, window: int):
 
 def distill(result: PopulationResult, env, env_params, key: jax.Array, *,
             teachers: Sequence[int | str] | None = None, weights: Sequence[float] | None = None,
-            loss: str = "q_mse", temperature: float = 1.0, hidden_sizes: tuple[int, ...] = (120, 84),
+            loss: str = "policy_kl", temperature: float = 1.0, hidden_sizes: tuple[int, ...] = (120, 84),
             steps: int = 2_000, batch_size: int = 256, learning_rate: float = 1e-3,
             max_states: int = 50_000) -> Student:
     """Distil teachers into a fresh MLP student, on states drawn from the teachers' replay storage.
@@ -622,6 +622,10 @@ def distill(result: PopulationResult, env, env_params, key: jax.Array, *,
     * ``"q_mse"``: the weighted mean of the teachers' Q-values; loss = mean squared error.
     * ``"policy_kl"``: the weighted mixture of the teachers' softmax policies ``softmax(Q / T)``;
       loss = ``KL(teacher || student)`` with ``distrax.Categorical`` (student logits ``Q_s / T``).
+      The default: what a student must copy is the teachers' *choice*, and on CartPole (two
+      actions whose Q-values differ by little) a small Q regression error flips the argmax. Measured
+      with DQN teachers of greedy return 255-377 (4 teachers x 2 keys, 3,000 steps): policy_kl
+      students kept 90-101% of the teacher's return, q_mse students 21-120%.
 
     Args:
       teachers: member indices or names (default: every member).
@@ -766,7 +770,11 @@ class ScenarioTrainer:
             if n % chunk:
                 raise ValueError(f"phase of {n} intervals is not a multiple of chunk={chunk}")
             if restart_steps is not None and p in restart_steps:
-                runner = _restart_steps(runner, jnp.asarray(restart_steps[p], bool), p)
+                flags = np.asarray(restart_steps[p], bool)
+                runner = _restart_steps(runner, jnp.asarray(flags), p)
+                # The loop reads its schedules from the interval indices: restart them too.
+                ikeys = np.asarray(ikeys).copy()
+                ikeys[flags, start:] -= ikeys[flags, start : start + 1]
             for _ in range(n // chunk):
                 runner, m = self.run(configs, runner, ikeys[:, start : start + chunk], env_params, twin_params)
                 rows.append(m)
