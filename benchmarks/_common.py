@@ -386,3 +386,19 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 def log(msg: str) -> None:
     """Print a progress line to stdout immediately (flushed)."""
     print(msg, flush=True)
+
+
+def int_list(text: str, minimum: int = 1) -> list[int]:
+    """argparse type: ``"1,4,16"`` -> ``[1, 4, 16]``, every value an integer >= ``minimum``."""
+    try:
+        values = [int(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
+    if not values or any(v < minimum for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers >= {minimum}, got {text!r}")
+    return values
+
+
+def nonnegative_int_list(text: str) -> list[int]:
+    """argparse type: like :func:`int_list`, zero allowed."""
+    return int_list(text, minimum=0)

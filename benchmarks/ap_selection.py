@@ -250,15 +250,6 @@ def plot(doc: dict[str, Any], path) -> None:
     plt.close(fig)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}", description=__doc__.split("\n")[0])
@@ -267,7 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=None, help="override the physical episodes per seed")
     parser.add_argument("--num-envs", type=int, default=None, help="override the parallel vehicles per seed")
     parser.add_argument("--points", type=int, default=None, help="override the number of curve points")
-    parser.add_argument("--trials", type=_int_list, default=None, help="action-trial counts, e.g. 1,2,3,4,5")
+    parser.add_argument("--trials", type=_common.int_list, default=None, help="action-trial counts, e.g. 1,2,3,4,5")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
 

@@ -323,25 +323,16 @@ def plot(doc: dict[str, Any], path) -> None:
     plt.close(fig)
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}", description=__doc__.split("\n")[0])
     _common.add_common_args(parser)
     parser.add_argument("--seeds", type=int, default=None, help="override the number of seeds")
-    parser.add_argument("--tasks", type=_int_list, default=None, help="only these N, e.g. 6 or 6,7")
+    parser.add_argument("--tasks", type=_common.int_list, default=None, help="only these N, e.g. 6 or 6,7")
     parser.add_argument("--ql-iterations", type=int, default=None, help="override the Q-learning budget")
     parser.add_argument("--dt-iterations", type=int, default=None,
                         help="override the budget of both DT algorithms (a multiple of 512 for async)")
-    parser.add_argument("--phis", type=_int_list, default=None, help="override phi for both DT algorithms")
+    parser.add_argument("--phis", type=_common.int_list, default=None, help="override phi for both DT algorithms")
     parser.add_argument("--no-async", action="store_true", help="skip asynchronous Q-learning")
     parser.add_argument("--delta", type=int, default=None,
                         help=f"override the averaging period of async Q-learning (default {HYPER['average_every']})")

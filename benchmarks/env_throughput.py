@@ -502,13 +502,6 @@ def _busy_machine_note(
     )
 
 
-def _int_list(text: str) -> list[int]:
-    """Parse ``"1,4,16"`` into ``[1, 4, 16]`` (each > 0)."""
-    values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got {text!r}")
-    return values
-
 
 def build_parser() -> argparse.ArgumentParser:
     """Command-line parser: the shared flags plus overrides used by tests and for custom sweeps."""
@@ -517,7 +510,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Random-action steps/s of the dtrl-jax environments and gymnax CartPole-v1 vs batch size.",
     )
     _common.add_common_args(parser)
-    parser.add_argument("--batch-sizes", type=_int_list, default=None, help="override the batch sizes, e.g. 1,64,1024")
+    parser.add_argument("--batch-sizes", type=_common.int_list, default=None, help="override the batch sizes, e.g. 1,64,1024")
     parser.add_argument("--steps", type=int, default=None, help="fixed scan length T for every batch (default: per batch)")
     parser.add_argument("--repeats", type=int, default=None, help="most timed calls per point")
     parser.add_argument(

@@ -275,15 +275,6 @@ def plot(doc: dict[str, Any], path) -> None:
     )
 
 
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(t) for t in text.split(",") if t.strip()]
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from err
-    if not values or any(v < 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected non-negative integers, got {text!r}")
-    return values
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}", description=__doc__.split("\n")[0])
@@ -292,9 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--episodes", type=int, default=None,
                         help="override the physical episodes per seed (rounded up to a multiple of num_envs)")
     parser.add_argument("--num-envs", type=int, default=None, help="override the parallel physical envs per seed")
-    parser.add_argument("--lookaheads", type=_int_list, default=None, help="look-ahead lengths, 0 = physical")
+    parser.add_argument("--lookaheads", type=_common.nonnegative_int_list, default=None, help="look-ahead lengths, 0 = physical")
     parser.add_argument("--smooth", type=int, default=1, help="extra trailing moving average, in curve points")
-    parser.add_argument("--hidden", type=_int_list, default=None, help="override the MLP widths, e.g. 32,32")
+    parser.add_argument("--hidden", type=_common.int_list, default=None, help="override the MLP widths, e.g. 32,32")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
 

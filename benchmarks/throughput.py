@@ -761,12 +761,6 @@ def _point_memory(r: dict[str, Any]) -> float:
 # --------------------------------------------------------------------------------------------------
 
 
-def _int_list(text: str) -> list[int]:
-    values = [int(v) for v in text.replace(" ", "").split(",") if v]
-    if not values or any(v <= 0 for v in values):
-        raise argparse.ArgumentTypeError(f"expected a comma-separated list of positive integers, got {text!r}")
-    return values
-
 
 def _name_list(allowed: Sequence[str]):
     def parse(text: str) -> list[str]:
@@ -786,9 +780,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common.add_common_args(parser)
     parser.add_argument("--cases", type=_name_list(tuple(CASES)), default=None, help=f"subset of {list(CASES)}")
-    parser.add_argument("--domains", type=_int_list, default=None, help="num_domains values, e.g. 1,4,64")
+    parser.add_argument("--domains", type=_common.int_list, default=None, help="num_domains values, e.g. 1,4,64")
     parser.add_argument("--features", type=_name_list(FEATURES), default=None, help="trials,lookahead")
-    parser.add_argument("--seeds", type=_int_list, default=None, help="seed counts of the vmap sweep, e.g. 1,8,32")
+    parser.add_argument("--seeds", type=_common.int_list, default=None, help="seed counts of the vmap sweep, e.g. 1,8,32")
     parser.add_argument("--iterations", type=int, default=None, help="fixed vectorised iterations per timed call")
     parser.add_argument("--repeats", type=int, default=None, help="most timed calls per point")
     parser.add_argument("--reference-steps", type=int, default=None, help="physical steps of the reference comparison")
