@@ -56,10 +56,8 @@ SETTINGS: dict[str, dict[str, Any]] = {
 
 def draw_scenarios(key, params, num: int, spread: float):
     """``num`` scenarios: ``FIELDS`` scaled by ``1 + spread * N(0, 1)``, floored at 10 %, positions on the road."""
-    stack = perturb_params(key, params, num, spread, fields=FIELDS)
-    out = {f: jnp.maximum(getattr(stack, f), 0.1 * jnp.abs(jnp.asarray(getattr(params, f)))) for f in FIELDS}
-    out["ap_position_m"] = jnp.clip(out["ap_position_m"], 0.0, jnp.asarray(params.road_length_m))
-    return stack.replace(**out)
+    stack = perturb_params(key, params, num, spread, fields=FIELDS, min_scale=0.1)
+    return stack.replace(ap_position_m=jnp.clip(stack.ap_position_m, 0.0, jnp.asarray(params.road_length_m)))
 
 
 def take(stack, i):

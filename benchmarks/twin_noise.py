@@ -52,12 +52,7 @@ NEVER = 2**30
 
 def mismatched_params(key, params, num: int, rho: float, fields: Sequence[str]):
     """``perturb_params`` with relative std ``rho`` on ``fields``, floored at 10 % of the true values."""
-    stack = perturb_params(key, params, num, rho, fields=tuple(fields))
-    out = {}
-    for name in fields:
-        true = jnp.asarray(getattr(params, name))
-        out[name] = jnp.maximum(getattr(stack, name), 0.1 * jnp.abs(true))
-    return stack.replace(**out)
+    return perturb_params(key, params, num, rho, fields=tuple(fields), min_scale=0.1)
 
 
 def broadcast_params(params, num: int):

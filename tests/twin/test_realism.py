@@ -197,3 +197,18 @@ def test_bad_twin_params_and_obs_noise_on_discrete_obs():
         dt.make_train(ql(), env, params, twin_params=stack_params([params] * 3))
     with pytest.raises(ValueError, match="obs_noise_std"):
         dt.make_train(ql(twin=dt.TwinConfig(num_domains=2, obs_noise_std=0.1)), env, params)
+
+
+def test_perturbed_params_keep_their_sign_and_a_tenth_of_their_size():
+    env, params = dt.make("MultiUAV-v0")
+    stack = perturb_params(jax.random.key(1), params, 200, 0.8)
+    floored = 0
+    for name in ("bandwidth_hz", "uav_speed_mps", "tx_power_w", "area_size_m"):
+        true = float(getattr(params, name))
+        values = np.asarray(getattr(stack, name), dtype=np.float64)
+        assert np.all(values >= 0.1 * true * (1 - 1e-6)), name  # an unfloored N(1, 0.8) scale goes negative
+        floored += int(np.sum(np.isclose(values, 0.1 * true)))
+    assert floored > 0
+    assert float(np.min(np.asarray(stack.noise_psd_dbm_hz))) < 0  # negative fields stay negative
+    with pytest.raises(ValueError, match="min_scale"):
+        perturb_params(jax.random.key(1), params, 2, 0.1, min_scale=-0.5)
