@@ -312,7 +312,9 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         ``dtrl_jax.twin.mismatch.perturb_params``), or other scenarios per domain.
       on_interval: optional host function ``f(metrics_row)`` called from inside the compiled
         program at the end of every logging interval (progress bars, live logs). It fires once
-        per interval however many ``vmap``s wrap ``train`` (leaves then carry the batch axes).
+        per interval however many ``vmap``s wrap ``train``; leaves then carry the batch axes,
+        except those equal for every batch member (e.g. ``physical_steps`` under ``vmap`` over
+        keys), which JAX may pass unbatched: use ``np.broadcast_to`` or reduce with ``np.mean``.
         None (default) adds nothing to the program.
       mesh: optional ``jax.sharding.Mesh``. With a ``"domains"`` axis the digital-domain axis (domain
         states, trials, rollouts, per-domain storage) is sharded over it (see ``dtrl_jax.sharding``);
