@@ -402,3 +402,14 @@ def int_list(text: str, minimum: int = 1) -> list[int]:
 def nonnegative_int_list(text: str) -> list[int]:
     """argparse type: like :func:`int_list`, zero allowed."""
     return int_list(text, minimum=0)
+
+
+def write_results(name: str, doc: dict[str, Any], out=None, plot: Callable[[Path], Any] | None = None) -> Path:
+    """:func:`write_json` of ``doc``, then ``plot(png_path)`` (unless None) next to it; logs both paths."""
+    path = write_json(name, doc, out)
+    log(f"wrote {path}")
+    if plot is not None:
+        png = results_dir(out) / f"{name}.png"
+        plot(png)
+        log(f"wrote {png}")
+    return path

@@ -224,11 +224,20 @@ def plot_curves(
     ax.legend(fontsize=8, loc="best")
     if not own:
         return None
-    fig.text(0.01, 0.01, "\n".join(textwrap.wrap(caption, 125)), fontsize=7, va="bottom", ha="left")
-    fig.tight_layout(rect=(0, 0.02 + 0.018 * len(textwrap.wrap(caption, 125)), 1, 1))
+    save_with_caption(fig, path, caption, width=125, fontsize=7, base=0.02, per_line=0.018)
+    return path
+
+
+def save_with_caption(fig, path, caption: str, *, width: int, fontsize: float = 8, base: float = 0.03,
+                      per_line: float = 0.025) -> None:
+    """Wrap ``caption`` at ``width`` characters under the axes, leave room for it, save and close."""
+    import matplotlib.pyplot as plt
+
+    lines = textwrap.wrap(caption, width)
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=fontsize, va="bottom", ha="left")
+    fig.tight_layout(rect=(0, base + per_line * len(lines), 1, 1))
     fig.savefig(path)
     plt.close(fig)
-    return path
 
 
 def git_state() -> dict[str, Any]:

@@ -207,7 +207,6 @@ def summarise(variants: list[dict[str, Any]], smooth_points: int) -> dict[str, A
 
 def plot(doc: dict[str, Any], path) -> None:
     """Two panels: the whole run, and a zoom on the returns after epsilon reached its floor."""
-    import textwrap
 
     import matplotlib
 
@@ -243,11 +242,7 @@ def plot(doc: dict[str, Any], path) -> None:
     if tail:
         ax_zoom.set_xlim(start, max(ser["x"][-1] for ser in series))
         ax_zoom.set_ylim(min(tail) - 2.0, max(tail) + 2.0)
-    lines = textwrap.wrap(caption, 170)
-    fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, va="bottom", ha="left")
-    fig.tight_layout(rect=(0, 0.03 + 0.025 * len(lines), 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
+    _paper.save_with_caption(fig, path, caption, width=170)
 
 
 
@@ -313,12 +308,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "variants": variants,
         "summary": summary,
     }
-    path = _common.write_json(NAME, doc, args.out)
-    _common.log(f"wrote {path}")
-    if not args.no_plot:
-        png = _common.results_dir(args.out) / f"{NAME}.png"
-        plot(doc, png)
-        _common.log(f"wrote {png}")
+    _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png: plot(doc, png))
     rows = [
         [v["label"], f"{v['final_return_mean']:.2f} +- {v['final_return_std']:.2f}",
          "-" if v["episodes_to_reach_physical_final"] is None else f"{v['episodes_to_reach_physical_final']:.0f}",

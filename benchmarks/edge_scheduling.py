@@ -277,7 +277,6 @@ def plot(doc: dict[str, Any], path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import textwrap
 
     ns = sorted({v["num_tasks"] for v in doc["variants"]})
     fig, axes = plt.subplots(1, len(ns), figsize=(6.2 * len(ns), 5.6), dpi=110, squeeze=False)
@@ -316,11 +315,7 @@ def plot(doc: dict[str, Any], path) -> None:
         f"Q-learning not converged after 25,600. Hyper-parameters: lr {HYPER['learning_rate']}, Q init {HYPER['q_init']}, "
         f"epsilon {HYPER['epsilon']}."
     )
-    lines = textwrap.wrap(caption, 60 * len(ns) + 40)
-    fig.text(0.01, 0.01, "\n".join(lines), fontsize=8, va="bottom", ha="left")
-    fig.tight_layout(rect=(0, 0.03 + 0.03 * len(lines), 1, 1))
-    fig.savefig(path)
-    plt.close(fig)
+    _paper.save_with_caption(fig, path, caption, width=60 * len(ns) + 40, per_line=0.03)
 
 
 
@@ -414,12 +409,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "variants": variants,
         "summary": summary,
     }
-    path = _common.write_json(NAME, doc, args.out)
-    _common.log(f"wrote {path}")
-    if not args.no_plot:
-        png = _common.results_dir(args.out) / f"{NAME}.png"
-        plot(doc, png)
-        _common.log(f"wrote {png}")
+    _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png: plot(doc, png))
     rows = [
         [f"N={v['num_tasks']} {v['label']}", f"{v['iterations']:,}",
          "-" if v["median_converged_iteration"] is None else f"{v['median_converged_iteration']:.0f}",

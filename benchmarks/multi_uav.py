@@ -348,12 +348,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "variants": variants,
         "summary": summary,
     }
-    path = _common.write_json(NAME, doc, args.out)
-    _common.log(f"wrote {path}")
-    if not args.no_plot:
-        png = _common.results_dir(args.out) / f"{NAME}.png"
-        plot(doc, png)
-        _common.log(f"wrote {png}")
+    _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png: plot(doc, png))
     rows = [
         [v["label"], f"{v['final_mbps_mean']:.3f} +- {v['final_mbps_std']:.3f}",
          f"{100 * v['relative_gain_over_physical']:+.1f} %",

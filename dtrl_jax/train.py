@@ -342,6 +342,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
     """
     if not isinstance(config, (QLearningConfig, DQNConfig)):
         raise TypeError(f"config must be a QLearningConfig or DQNConfig, got {type(config).__name__}")
+    if not isinstance(check_memory, bool):
+        raise TypeError(f"make_train: check_memory={check_memory!r}: expected a bool")
     twin = config.twin
     spec = inspect_env(env, env_params)
     _validate(config, spec, env, env_params, twin_params)

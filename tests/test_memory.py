@@ -135,6 +135,8 @@ def test_make_train_refuses_a_run_that_cannot_fit_before_compiling(caplog):
     unchecked = dt.make_train(cfg, CARTPOLE, CARTPOLE_PARAMS, check_memory=False)
     shapes, _ = jax.eval_shape(unchecked.init, jax.random.key(0))
     assert shapes.storage.physical.size.shape == ()
+    with pytest.raises(TypeError, match="check_memory"):
+        dt.make_train(cfg, CARTPOLE, CARTPOLE_PARAMS, check_memory="no")
 
 
 def test_a_fitting_run_logs_its_estimate(caplog):
