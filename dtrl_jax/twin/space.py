@@ -184,11 +184,17 @@ class DigitalSpace:
             # One domain's prediction alone (chosen at random): the unaveraged estimate.
             pick = jax.random.randint(k_noise, (), 0, m)
             weights = jax.nn.one_hot(pick, m, dtype=jnp.float32)
+        # The twin's sensors noise what the twin produced; when the physical step itself ended the
+        # episode, every branch bootstraps from the physical pre-reset observation, which is not the
+        # twin's and stays exact.
+        first_done = jnp.logical_or(terminated, truncated)
+        noisy = self.obs_noise(jax.random.fold_in(k_noise, 1), boot_obs)
+        next_obs = jax.tree.map(lambda n, b: jnp.where(first_done, b, n), noisy, boot_obs)
         return Transition(
             obs=obs,
             action=jnp.asarray(action, jnp.int32),
             returns=returns,
             discounts=discounts,
-            next_obs=self.obs_noise(jax.random.fold_in(k_noise, 1), boot_obs),
+            next_obs=next_obs,
             weights=weights,
         )
