@@ -117,6 +117,28 @@ def raise_on_numeric_fault(fault) -> None:
         )
 
 
+#: The twin's random roles in one physical step; each gets its own stream (``step_keys``).
+TWIN_KEY_ROLES = ("trials", "shield", "health", "advance", "lookahead")
+
+
+def step_keys(loop_key: jax.Array, t, num_envs: int) -> dict[str, jax.Array]:
+    """The random keys of vectorised physical step ``t``: one independent stream per role.
+
+    ``act`` (exploration bits) and ``learn`` are single keys, ``env`` and every twin role in
+    ``TWIN_KEY_ROLES`` are ``[num_envs]`` keys. JAX's ``fold_in(k, i)`` equals ``split(k, n)[i]``, so
+    a role key must never be made by ``fold_in`` of a key that is also split per environment: here
+    each role has its own parent key, split once into per-env keys. The physical keys are those of
+    the first design (``act``, ``env``, ``learn`` = parts 0, 1, 4 of ``split(fold_in(loop_key, t), 5)``)
+    so physical randomness, and any physical-only result, is unchanged.
+    """
+    key = jax.random.fold_in(loop_key, t)
+    k_act, k_env, k_twin, _, k_learn = jax.random.split(key, 5)
+    keys = dict(act=k_act, env=jax.random.split(k_env, num_envs), learn=k_learn)
+    for name, k in zip(TWIN_KEY_ROLES, jax.random.split(k_twin, len(TWIN_KEY_ROLES))):
+        keys[name] = jax.random.split(k, num_envs)
+    return keys
+
+
 @struct.dataclass
 class RunnerState:
     """Everything the loop carries from one physical step to the next.
@@ -404,8 +426,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         # scan index t, never from the carried counter: under jax.vmap over seeds t is not batched,
         # so the learner's lax.cond stays a branch instead of becoming a select that runs both.
         steps = t * num_envs  # == runner.steps
-        key = jax.random.fold_in(runner.loop_key, t)
-        k_act, k_env, k_trial, k_look, k_learn = jax.random.split(key, 5)
+        keys = step_keys(runner.loop_key, t, num_envs)
         steps_after = steps + num_envs
         ready = jnp.asarray(True) if twin is None else steps >= twin.ready_after
         available = ready & ~in_windows(steps, twin.outage_windows if twin is not None else ())
@@ -415,20 +436,17 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         )
         q = jax.vmap(agent.q_values, in_axes=(None, 0))(runner.agent_state, runner.obs)
         actions, explored, greedy = jax.vmap(explore_flags_from_bits, in_axes=(0, 0, None))(
-            jax.random.bits(k_act, (num_envs, 3), jnp.uint32), q, epsilon
+            jax.random.bits(keys["act"], (num_envs, 3), jnp.uint32), q, epsilon
         )
         shielded = jnp.int32(0)
         if use_shield:
-            k_shield = jax.random.fold_in(k_trial, 1)
-            flagged = jax.vmap(space.shield_violation)(
-                jax.random.split(k_shield, num_envs), runner.domains, actions
-            )
+            flagged = jax.vmap(space.shield_violation)(keys["shield"], runner.domains, actions)
             replace = available & explored & (actions != greedy) & flagged
             actions = jnp.where(replace, greedy, actions)
             shielded = jnp.sum(replace.astype(jnp.int32))
 
         step_out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_env, num_envs), runner.env_state, actions, phys_params
+            keys["env"], runner.env_state, actions, phys_params
         )
         next_obs, next_state, reward, terminated, truncated, info = step_out
         final_obs = info["final_observation"]
@@ -438,10 +456,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
 
         twin_on = available
         if use_space and twin.health_checked:
-            k_health = jax.random.fold_in(k_trial, 2)
-            divergence = jax.vmap(space.divergence)(
-                jax.random.split(k_health, num_envs), runner.domains, actions, final_obs
-            )
+            divergence = jax.vmap(space.divergence)(keys["health"], runner.domains, actions, final_obs)
             twin_on = twin_on & jnp.all(divergence <= twin.max_divergence)
 
         trials, domains, sync_now = None, runner.domains, jnp.asarray(False)
@@ -449,16 +464,15 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             if use_trials:
                 trials = jax.vmap(
                     lambda k, d, a: space.trials(k, d, a, num_actions=spec.num_actions, gamma=gamma)
-                )(jax.random.split(k_trial, num_envs), runner.domains, actions)
+                )(keys["trials"], runner.domains, actions)
                 # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
                 trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
             sync_now = (steps_after % twin.sync_every) == 0
             noise = state_noise_std(twin, steps)
             if twin.burst_windows:
                 noise = noise + burst_std(steps, twin.burst_windows)
-            k_adv = jax.random.fold_in(k_look, 1)
             domains = jax.vmap(space.advance, in_axes=(0, 0, 0, 0, 0, None, None))(
-                jax.random.split(k_adv, num_envs), runner.domains, actions, next_state, next_obs,
+                keys["advance"], runner.domains, actions, next_state, next_obs,
                 sync_now, noise,
             )
             domains = shard.constrain(domains, 1)
@@ -469,7 +483,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                         k, d, policy, obs=o, action=a, reward=r, terminated=te, truncated=tr,
                         final_obs=fo, gamma=gamma,
                     )
-                )(jax.random.split(k_look, num_envs), domains, runner.obs, actions, reward,
+                )(keys["lookahead"], domains, runner.obs, actions, reward,
                   terminated, truncated, final_obs)
                 looked = looked.replace(
                     returns=shard.constrain(looked.returns, 1),
@@ -480,7 +494,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                 physical = _select(twin_on, looked, padded)
 
         agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, trials, steps, steps_after, k_learn, twin_on
+            runner.agent_state, runner.storage, physical, trials, steps, steps_after, keys["learn"], twin_on
         )
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))

@@ -30,3 +30,29 @@ def test_no_obs_noise_on_the_physical_final_observation():
     t = space.rollouts(jax.random.key(2), domains, policy, obs=obs, action=1, reward=1.0,
                        terminated=False, truncated=False, final_obs=final, gamma=0.9)
     assert not np.allclose(np.asarray(t.next_obs), np.asarray(final))
+
+
+def test_every_random_role_of_a_step_has_its_own_stream():
+    from dtrl_jax.train import TWIN_KEY_ROLES, step_keys
+
+    num_envs = 4
+    keys = step_keys(jax.random.key(0), 7, num_envs)
+    assert set(keys) == {"act", "env", "learn", *TWIN_KEY_ROLES}
+    flat = [jax.random.key_data(k).reshape(-1, 2) for k in keys.values()]
+    rows = np.concatenate([np.asarray(f) for f in flat])
+    assert len(rows) == 2 + num_envs * (1 + len(TWIN_KEY_ROLES))
+    # one level further down too (what the roles derive: fold_in(k, i) == split(k, n)[i] in JAX)
+    children = [jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, i))(keys[r])) for r in
+                ("env", *TWIN_KEY_ROLES) for i in range(num_envs)]
+    rows = np.concatenate([rows] + [np.asarray(c) for c in children])
+    assert len({tuple(r) for r in rows.tolist()}) == len(rows)
+
+
+def test_physical_randomness_is_that_of_the_first_design():
+    """Physical-only runs give the numbers they gave before the twin's keys were separated (0b2d2f2)."""
+    env, params = dt.make("AccessPointSelection-v0")
+    cfg = dt.QLearningConfig(total_timesteps=2_000, num_envs=2, log_every=1_000)
+    out = jax.jit(dt.make_train(cfg, env, params))(jax.random.key(3))
+    q = np.asarray(out.runner_state.agent_state.q)
+    assert float(q.sum()) == -86.9430923461914
+    np.testing.assert_array_equal(out.metrics["violations"], [684, 1345])
