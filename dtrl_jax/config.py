@@ -84,7 +84,10 @@ class TwinConfig:
         1,
         "Different domains copy the physical state every sync_every physical steps and otherwise "
         "simulate the physical agent's actions on their own (their trials and rollouts start from "
-        "their own states); 1 = always synchronised. The identical domain 0 mirrors every step.",
+        "their own states); 1 = always synchronised. The identical domain 0 mirrors every step. "
+        "Counted like every schedule in physical steps summed over num_envs: a sync at each "
+        "vectorised step that crosses a multiple of sync_every, so each env syncs about every "
+        "sync_every / num_envs of its own steps (every step when sync_every <= num_envs).",
     )
     state_noise_std: float = _traced(
         0.0, "Std of Gaussian noise added to every float leaf of the state copied at each sync; >= 0."

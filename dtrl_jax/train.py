@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from dtrl_jax.agents.dqn import DQNAgent
+from dtrl_jax.agents.dqn import DQNAgent, crossed
 from dtrl_jax.agents.exploration import (
     epsilon_greedy,
     explore_flags_from_bits,
@@ -467,14 +467,16 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                 )(keys["trials"], runner.domains, actions)
                 # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
                 trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
-            sync_now = (steps_after % twin.sync_every) == 0
+            # Like every other schedule: a sync when the physical step count (summed over envs)
+            # crosses a multiple of sync_every; with sync_every <= num_envs that is every step.
+            always_sync = twin.sync_every <= num_envs
+            sync_now = jnp.asarray(True) if always_sync else crossed(steps, steps_after, twin.sync_every)
             noise = state_noise_std(twin, steps)
             if twin.burst_windows:
                 noise = noise + burst_std(steps, twin.burst_windows)
-            domains = jax.vmap(space.advance, in_axes=(0, 0, 0, 0, 0, None, None))(
-                keys["advance"], runner.domains, actions, next_state, next_obs,
-                sync_now, noise,
-            )
+            domains = jax.vmap(
+                lambda k, d, a, s, o: space.advance(k, d, a, s, o, True if always_sync else sync_now, noise)
+            )(keys["advance"], runner.domains, actions, next_state, next_obs)
             domains = shard.constrain(domains, 1)
             if use_lookahead:
                 policy = twin_policy(runner.agent_state, epsilon)

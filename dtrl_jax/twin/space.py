@@ -106,11 +106,12 @@ class DigitalSpace:
         """Move every estimate from s_t to s_{t+1}.
 
         Domain 0 and, when ``sync_now``, all domains copy the physical s_{t+1}; otherwise the
-        different domains simulate the physical action from their own estimate.
+        different domains simulate the physical action from their own estimate. ``sync_now`` is a
+        traced bool, or the Python ``True`` when every step synchronises (no simulation is built).
         """
         k_copy, k_sim = jax.random.split(key)
         synced = self.copy_physical(k_copy, phys_next_state, phys_next_obs, noise_std)
-        if self.config.sync_every == 1:
+        if sync_now is True or self.config.sync_every == 1:
             return synced
         idx = jnp.arange(self.num_domains)
         actions = jnp.broadcast_to(action, (self.num_domains,))

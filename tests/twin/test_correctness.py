@@ -56,3 +56,19 @@ def test_physical_randomness_is_that_of_the_first_design():
     q = np.asarray(out.runner_state.agent_state.q)
     assert float(q.sum()) == -86.9430923461914
     np.testing.assert_array_equal(out.metrics["violations"], [684, 1345])
+
+
+def test_sync_every_counts_physical_steps_over_all_envs():
+    from tests.helpers import Chain, ChainParams
+
+    env, params = Chain(), ChainParams(length=5, max_steps_in_episode=30)
+    for sync_every, period in ((7, 1.0), (15, 1.5), (40, 4.0)):
+        twin = dt.TwinConfig(num_domains=2, action_trials=2, sync_every=sync_every)
+        cfg = dt.QLearningConfig(total_timesteps=3_000, num_envs=10, log_every=600, twin=twin)
+        m = jax.jit(dt.make_train(cfg, env, params))(jax.random.key(0)).metrics
+        syncs = np.asarray(m["sync_events"])
+        after = np.arange(1, 301) * 10  # physical steps after each vectorised step
+        crossing = after // sync_every > (after - 10) // sync_every
+        np.testing.assert_array_equal(syncs, np.cumsum(crossing)[59::60])
+        vector_steps = 3_000 / 10
+        assert vector_steps / syncs[-1] == period  # measured period in each env's own steps
