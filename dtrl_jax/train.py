@@ -47,9 +47,9 @@ from dtrl_jax.memory import check_fits, describe, estimate_from_runner
 from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import Transition, one_step_transition
-from dtrl_jax.twin.global_obs import GlobalObservation
+from dtrl_jax.twin.global_obs import GlobalObservation, GlobalObsParams
 from dtrl_jax.twin.noise import state_noise_std
-from dtrl_jax.twin.space import DigitalSpace
+from dtrl_jax.twin.space import DigitalSpace, surprise
 
 METRIC_NAMES = (
     "physical_steps",
@@ -57,6 +57,8 @@ METRIC_NAMES = (
     "episode_return",
     "episodes_finished",
     "twin_transitions",
+    "twin_transitions_hi",
+    "twin_transitions_lo",
     "loss",
     "updates",
     "epsilon",
@@ -117,6 +119,30 @@ def raise_on_numeric_fault(fault) -> None:
         )
 
 
+#: Exact counts are ``hi * COUNT_BASE + lo`` with int32 ``0 <= lo < COUNT_BASE`` (float32 loses
+#: integers above 2**24 and int32 overflows at 2**31; JAX has no int64 without x64 mode).
+COUNT_BASE = 2**30
+
+
+def count_add(hi: jax.Array, lo: jax.Array, increment) -> tuple[jax.Array, jax.Array]:
+    """``(hi, lo) + increment`` for an exact ``hi * COUNT_BASE + lo`` count (0 <= increment < 2**30)."""
+    total = lo + jnp.asarray(increment, jnp.int32)
+    return hi + total // COUNT_BASE, total % COUNT_BASE
+
+
+def count_value(hi, lo) -> jax.Array:
+    """The float32 value of a ``(hi, lo)`` count (exact below 2**24, then to float32 rounding)."""
+    return jnp.asarray(hi, jnp.float32) * COUNT_BASE + jnp.asarray(lo, jnp.float32)
+
+
+def exact_twin_transitions(metrics) -> "np.ndarray":
+    """The exact cumulative twin transitions of ``train(key).metrics`` (or a metrics row) as int64."""
+    import numpy as np
+
+    hi = np.asarray(metrics["twin_transitions_hi"], np.int64)
+    return hi * COUNT_BASE + np.asarray(metrics["twin_transitions_lo"], np.int64)
+
+
 #: The twin's random roles in one physical step; each gets its own stream (``step_keys``).
 TWIN_KEY_ROLES = ("trials", "shield", "health", "advance", "lookahead")
 
@@ -149,7 +175,8 @@ class RunnerState:
       storage: the storage space (replay), or None for tabular Q-learning.
       episode_return: float32 ``[num_envs]`` return of the running episodes.
       steps, episodes, violations: int32 cumulative physical counters.
-      twin_transitions: float32 cumulative number of twin env steps (float: it can pass 2**31).
+      twin_transitions_hi, twin_transitions_lo: int32 exact cumulative number of twin env steps,
+        ``hi * COUNT_BASE + lo`` (``twin_transitions`` is its float32 value).
       updates: int32 cumulative gradient/table updates.
       shielded, sync_events: int32 cumulative shield replacements and synchronisation events.
       twin_faults: int32 vectorised steps the twin was ready but unusable (outage or divergence).
@@ -157,6 +184,9 @@ class RunnerState:
         one (see ``NUMERIC_FAULTS``); tracked when ``check_numerics`` is on.
       loop_key: the key whose ``fold_in`` with the step index drives each physical step.
       domains: the digital domains' state estimates (leading ``[num_envs, num_domains]``), or None.
+      health: float32 ``[num_envs]`` running mean of each env's health-check surprise -log(p)
+        (``dtrl_jax.twin.space.surprise``; 1 = a right twin's mean, the start value).
+      healthy: bool ``[num_envs]`` the last health verdict per env (True without a check).
     """
 
     env_state: Any
@@ -167,7 +197,8 @@ class RunnerState:
     steps: jax.Array
     episodes: jax.Array
     violations: jax.Array
-    twin_transitions: jax.Array
+    twin_transitions_hi: jax.Array
+    twin_transitions_lo: jax.Array
     updates: jax.Array
     shielded: jax.Array
     sync_events: jax.Array
@@ -176,6 +207,13 @@ class RunnerState:
     fault_code: jax.Array
     domains: Any
     loop_key: jax.Array
+    health: jax.Array
+    healthy: jax.Array
+
+    @property
+    def twin_transitions(self) -> jax.Array:
+        """Cumulative twin env steps as float32 (exact ones: ``twin_transitions_hi``/``_lo``)."""
+        return count_value(self.twin_transitions_hi, self.twin_transitions_lo)
 
 
 @struct.dataclass
@@ -322,6 +360,32 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
+def _select_envs(pred, a, b):
+    """``_select`` with a scalar or per-env ``[num_envs]`` ``pred`` over leaves ``[num_envs, ...]``."""
+    pred = jnp.asarray(pred)
+    return jax.tree.map(lambda x, y: jnp.where(jnp.reshape(pred, pred.shape + (1,) * (x.ndim - pred.ndim)), x, y), a, b)
+
+
+def twin_learning_batch(trials, vetoed, twin_on, replace):
+    """The twin transitions handed to ``agent.learn`` and their mask.
+
+    ``trials``: ``[domains, num_envs]`` transitions or None; ``vetoed``: the shield's ``[num_envs]``
+    twin transitions of the exploratory actions it checked, or None; ``twin_on``: scalar or
+    ``[num_envs]``; ``replace``: ``[num_envs]`` which of them the shield vetoed. A vetoed action's
+    transition is learned as one more twin domain, masked to the vetoed envs. Returns
+    ``(batch, mask)`` with a mask broadcastable to ``[domains, num_envs]``.
+    """
+    if vetoed is None:
+        return trials, twin_on
+    vetoed = jax.tree.map(lambda x: x[None], vetoed)
+    if trials is None:
+        return vetoed, replace[None]
+    batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b.astype(a.dtype)]), trials, vetoed)
+    domains, num_envs = trials.action.shape[:2]
+    mask = jnp.concatenate([jnp.broadcast_to(twin_on, (domains, num_envs)), replace[None]])
+    return batch, mask
+
+
 def make_train(config, env, env_params, *, twin_params=None, on_interval=None, mesh=None, check_memory=True):
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
@@ -394,13 +458,19 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             env, env_params, twin_params, twin,
             can_observe=spec.can_observe, obs_is_float=spec.num_states is None,
         )
-    twin_steps_per_iteration = 0
+    # Twin env steps per environment and vectorised step, by what they depend on (item counts
+    # are exact: see count_add). "available": the twin is built and not in an outage; "usable":
+    # available and healthy before the step (shield); "on": available and healthy after it.
+    health_steps = twin.health_draws if use_space and twin.health_checked else 0
+    always_sync = not use_space or twin.sync_every <= num_envs
+    simulated_steps = 0 if always_sync else twin.num_domains - 1
+    on_steps = 0
     if use_space:
-        twin_steps_per_iteration = num_envs * (
-            (twin.action_trials - 1 if use_trials else 0)
-            + (twin.lookahead_rollouts * (twin.lookahead - 1) if use_lookahead else 0)
-            + (1 if use_shield else 0)
+        on_steps = (twin.action_trials - 1 if use_trials else 0) + (
+            twin.lookahead_rollouts * (twin.lookahead - 1) if use_lookahead else 0
         )
+    if num_envs * (health_steps + simulated_steps + 1 + on_steps) >= COUNT_BASE:
+        raise ValueError("twin steps per vectorised step exceed 2**30; reduce num_envs or num_domains")
 
     def gated_params(params, ready):
         """With a global view, its features are zero until the twin is ready."""
@@ -420,6 +490,14 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
 
         return policy
 
+    def physical_env_params(gate):
+        """The physical ``EnvParams`` and their vmap axis; ``gate`` scales the global view (scalar or
+        per env, ``[num_envs]``: then each env's view is on while its own twin is usable)."""
+        if not use_global or jnp.ndim(gate) == 0:
+            return gated_params(env_params, gate), None
+        params = env_params.replace(scale=jnp.asarray(gate, jnp.float32))
+        return params, GlobalObsParams(inner=None, scale=0)
+
     def iteration(carry, t):
         runner, acc = carry
         # Schedules (epsilon, readiness, outages, syncs, when to update) read the step count from the
@@ -430,7 +508,11 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         steps_after = steps + num_envs
         ready = jnp.asarray(True) if twin is None else steps >= twin.ready_after
         available = ready & ~in_windows(steps, twin.outage_windows if twin is not None else ())
-        phys_params = gated_params(env_params, available)
+        # With a health check, the twin of each env is used only while its check passes: the shield
+        # and the global view act before this step's check, so they read the previous verdict.
+        checked = use_space and twin.health_checked
+        usable = available & runner.healthy if checked else available
+        phys_params, params_axis = physical_env_params(usable)
         epsilon = linear_epsilon(
             steps, config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
         )
@@ -438,14 +520,16 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         actions, explored, greedy = jax.vmap(explore_flags_from_bits, in_axes=(0, 0, None))(
             jax.random.bits(keys["act"], (num_envs, 3), jnp.uint32), q, epsilon
         )
-        shielded = jnp.int32(0)
+        shielded, vetoed, replace = jnp.int32(0), None, None
         if use_shield:
-            flagged = jax.vmap(space.shield_violation)(keys["shield"], runner.domains, actions)
-            replace = available & explored & (actions != greedy) & flagged
+            flagged, vetoed = jax.vmap(lambda k, d, a: space.shield_check(k, d, a, gamma=gamma))(
+                keys["shield"], runner.domains, actions
+            )
+            replace = usable & explored & (actions != greedy) & flagged
             actions = jnp.where(replace, greedy, actions)
             shielded = jnp.sum(replace.astype(jnp.int32))
 
-        step_out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
+        step_out = jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))(
             keys["env"], runner.env_state, actions, phys_params
         )
         next_obs, next_state, reward, terminated, truncated, info = step_out
@@ -454,10 +538,23 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             runner.obs, actions, reward, terminated, final_obs, gamma
         )
 
-        twin_on = available
-        if use_space and twin.health_checked:
-            divergence = jax.vmap(space.divergence)(keys["health"], runner.domains, actions, final_obs)
-            twin_on = twin_on & jnp.all(divergence <= twin.max_divergence)
+        twin_on, healthy, health = available, runner.healthy, runner.health
+        if checked:
+            scale = jnp.broadcast_to(jnp.asarray(usable, jnp.float32), (num_envs,)) if use_global else None
+            p_value, nearest = jax.vmap(
+                lambda k, d, a, o, s: space.health_check(k, d, a, o, s), in_axes=(0, 0, 0, 0, 0 if use_global else None)
+            )(keys["health"], runner.domains, actions, (final_obs, reward, terminated), scale)
+            healthy = jnp.ones((num_envs,), bool)
+            if twin.health_samples:
+                update = health + (surprise(p_value) - health) / twin.health_window
+                # Clipped as far above the threshold as a right twin's mean (1) is below it, so a
+                # twin that is right again is trusted again after about health_window * log(2) steps.
+                update = jnp.minimum(update, 2.0 * twin.health_threshold - 1.0)
+                health = jnp.where(available, update, health)
+                healthy = health <= twin.health_threshold
+            if twin.max_divergence is not None:
+                healthy = healthy & (nearest <= twin.max_divergence)
+            twin_on = available & healthy  # [num_envs]
 
         trials, domains, sync_now = None, runner.domains, jnp.asarray(False)
         if use_space:
@@ -469,7 +566,6 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                 trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
             # Like every other schedule: a sync when the physical step count (summed over envs)
             # crosses a multiple of sync_every; with sync_every <= num_envs that is every step.
-            always_sync = twin.sync_every <= num_envs
             sync_now = jnp.asarray(True) if always_sync else crossed(steps, steps_after, twin.sync_every)
             noise = state_noise_std(twin, steps)
             if twin.burst_windows:
@@ -493,10 +589,14 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                     next_obs=shard.constrain(looked.next_obs, 1),
                 )
                 padded = jax.vmap(lambda t: _pad_branches(t, twin.lookahead_rollouts))(physical)
-                physical = _select(twin_on, looked, padded)
+                physical = _select_envs(twin_on, looked, padded)
 
+        # Tabular Q learns the vetoed actions' twin transitions; DQN's twin replay has one buffer
+        # per trial domain and no place for them yet, so its shield only vetoes.
+        learned_veto = vetoed if isinstance(agent, TabularQAgent) else None
+        twin_batch, twin_mask = twin_learning_batch(trials, learned_veto, twin_on, replace)
         agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, trials, steps, steps_after, keys["learn"], twin_on
+            runner.agent_state, runner.storage, physical, twin_batch, steps, steps_after, keys["learn"], twin_mask
         )
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
@@ -507,13 +607,22 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             jnp.sum(info["violation"].astype(jnp.int32)) if spec.has_violation else jnp.int32(0)
         )
         finished = jnp.sum(done.astype(jnp.int32))
-        twin_steps = jnp.where(twin_on, jnp.float32(twin_steps_per_iteration), 0.0)
+        twin_steps = jnp.int32(0)
+        if use_space:
+            per_env = (
+                jnp.where(available, health_steps + jnp.where(sync_now, 0, simulated_steps), 0)
+                + jnp.where(usable, 1 if use_shield else 0, 0)
+                + jnp.where(twin_on, on_steps, 0)
+            )
+            twin_steps = jnp.sum(jnp.broadcast_to(per_env, (num_envs,)).astype(jnp.int32))
+        twin_hi, twin_lo = count_add(runner.twin_transitions_hi, runner.twin_transitions_lo, twin_steps)
         fault_step, fault_code = runner.fault_step, runner.fault_code
         if config.check_numerics:
             code = numeric_fault_code(next_obs, reward, q, stats.loss_sum)
             first = (fault_step < 0) & (code > 0)
             fault_step = jnp.where(first, steps, fault_step)
             fault_code = jnp.where(first, code, fault_code)
+        faults = jnp.sum(jnp.broadcast_to(ready & ~twin_on, (num_envs,)).astype(jnp.int32))
         runner = runner.replace(
             env_state=next_state,
             obs=next_obs,
@@ -523,14 +632,17 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             steps=steps_after,
             episodes=runner.episodes + finished,
             violations=runner.violations + violation,
-            twin_transitions=runner.twin_transitions + twin_steps,
+            twin_transitions_hi=twin_hi,
+            twin_transitions_lo=twin_lo,
             updates=runner.updates + stats.updates,
             shielded=runner.shielded + shielded,
-            sync_events=runner.sync_events + (sync_now & twin_on).astype(jnp.int32),
-            twin_faults=runner.twin_faults + (ready & ~twin_on).astype(jnp.int32),
+            sync_events=runner.sync_events + (sync_now & available).astype(jnp.int32),
+            twin_faults=runner.twin_faults + faults,
             fault_step=fault_step,
             fault_code=fault_code,
             domains=domains,
+            health=health,
+            healthy=healthy,
         )
         acc = dict(
             return_sum=acc["return_sum"] + jnp.sum(jnp.where(done, ep_return, 0.0)),
@@ -562,6 +674,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             ),
             episodes_finished=acc["finished"],
             twin_transitions=runner.twin_transitions,
+            twin_transitions_hi=runner.twin_transitions_hi,
+            twin_transitions_lo=runner.twin_transitions_lo,
             loss=acc["loss_sum"] / jnp.maximum(acc["updates"], 1).astype(jnp.float32),
             updates=runner.updates,
             epsilon=acc["epsilon"],
@@ -618,7 +732,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             steps=jnp.int32(0),
             episodes=jnp.int32(0),
             violations=jnp.int32(0),
-            twin_transitions=jnp.float32(0.0),
+            twin_transitions_hi=jnp.int32(0),
+            twin_transitions_lo=jnp.int32(0),
             updates=jnp.int32(0),
             shielded=jnp.int32(0),
             sync_events=jnp.int32(0),
@@ -627,6 +742,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             fault_code=jnp.int32(0),
             domains=domains,
             loop_key=k_loop,
+            health=jnp.ones((num_envs,), jnp.float32),
+            healthy=jnp.ones((num_envs,), bool),
         )
         return runner, jnp.arange(config.num_intervals, dtype=jnp.int32)
 

@@ -147,7 +147,7 @@ class DQNAgent:
         # twin_ready also means this step's trials were just stored (``learn``), so the twin storage is
         # not empty; testing its size instead would make the branch data-dependent (a select under vmap).
         return jax.lax.cond(
-            twin_ready,
+            jnp.any(twin_ready),  # per-env flags (health check): mixed once any env's twin stored data
             lambda s: self._mixed_step(s, storage, k_phys, k_twin),
             lambda s: self._physical_step(s, storage, k_phys),
             agent_state,

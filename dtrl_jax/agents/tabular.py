@@ -80,7 +80,9 @@ class TabularQAgent:
         if twin is not None:  # [domains, envs, ...] -> [domains * envs, ...]
             flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), twin)
             parts.append(flat)
-            masks.append(jnp.broadcast_to(jnp.asarray(twin_ready, jnp.float32), flat.action.shape))
+            # twin_ready: one flag, one per env ([num_envs]) or per domain and env ([domains, num_envs])
+            ready = jnp.broadcast_to(jnp.asarray(twin_ready, jnp.float32), twin.action.shape[:2])
+            masks.append(ready.reshape(-1))
         q = agent_state.q
         states = jnp.concatenate([p.obs.astype(jnp.int32) for p in parts])
         actions = jnp.concatenate([p.action for p in parts])
