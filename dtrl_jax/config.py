@@ -77,8 +77,10 @@ class TwinConfig:
     )
     twin_buffer_size: int | None = _static(
         None,
-        "Capacity of the twin storage (all trial domains together) for DQN; None = the agent's "
-        "buffer_size.",
+        "Capacity of the twin storage for DQN, all trial domains together (split evenly). None = "
+        "buffer_size per trial domain: each twin buffer then spans the same last buffer_size / "
+        "num_envs physical steps as the physical buffer, so twin data is neither staler nor fresher "
+        "than physical data (dtrl_jax.storage.twin_capacity_per_domain).",
     )
     sync_every: int = _static(
         1,

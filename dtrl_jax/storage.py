@@ -131,3 +131,19 @@ def domain_storage_sample(storage: DomainStorage, key: jax.Array, batch_size: in
     item = jnp.floor(jax.random.uniform(k_item, (batch_size,)) * size).astype(jnp.int32)
     item = jnp.minimum(item, size - 1)
     return jax.tree.map(lambda x: x[dom, item], storage.buffers.data)
+
+
+def twin_capacity_per_domain(buffer_size: int, twin_buffer_size: int | None, twin_domains: int, num_envs: int) -> int:
+    """Capacity of each trial domain's ring buffer (``TwinConfig.twin_buffer_size``).
+
+    Default (``twin_buffer_size=None``): ``buffer_size`` per domain. Every trial domain receives one
+    transition per env and step, as the physical buffer does, so each twin buffer then spans the same
+    last ``buffer_size / num_envs`` steps as the physical one: a batch's twin share is neither staler
+    nor fresher than its physical share, and "twin data helps" is not confounded with a different
+    replay window (the cost: ``twin_domains`` times the physical buffer's memory). An explicit
+    ``twin_buffer_size`` is the total over the domains, split evenly (a window ``twin_domains`` times
+    shorter at the same total), never less than ``num_envs`` per domain.
+    """
+    if twin_buffer_size is None:
+        return int(buffer_size)
+    return max(int(num_envs), int(twin_buffer_size) // max(int(twin_domains), 1))

@@ -201,3 +201,34 @@ def test_twin_transitions_count_every_twin_step():
     expected = 2 * (vector_steps * (2 + 1 + 1 + 4) + (vector_steps - syncs) * 2)
     np.testing.assert_array_equal(exact_twin_transitions(m), expected)
     np.testing.assert_array_equal(m["twin_transitions"], expected)
+
+
+# ---------------------------------------------------------------- twin replay window (item 8)
+def test_default_twin_buffers_span_the_physical_buffers_window():
+    env, params = dt.make("AccessPointSelection-v0", observation="features")
+    cfg = dt.DQNConfig(total_timesteps=800, num_envs=2, log_every=400, learning_starts=100, buffer_size=200,
+                       batch_size=16, hidden_sizes=(8,), twin=dt.TwinConfig(num_domains=3, action_trials=3))
+    storage = jax.jit(dt.make_train(cfg, env, params))(jax.random.key(0)).runner_state.storage
+    assert storage.twin.buffers.data.action.shape[:2] == (2, 200)  # 2 trial domains x buffer_size each
+    # both filled at num_envs items per step: full, and holding the same last 100 vectorised steps
+    assert int(storage.physical.size) == 200 and np.all(np.asarray(storage.twin.buffers.size) == 200)
+    explicit = cfg.replace(twin=dt.TwinConfig(num_domains=3, action_trials=3, twin_buffer_size=200))
+    storage = jax.jit(dt.make_train(explicit, env, params))(jax.random.key(0)).runner_state.storage
+    assert storage.twin.buffers.data.action.shape[:2] == (2, 100)  # an explicit size is the total
+
+
+def test_buffer_add_with_per_item_flags_packs_the_enabled_items():
+    from dtrl_jax.storage import buffer_add, buffer_init, domain_storage_add, domain_storage_init
+
+    buf = buffer_init(jnp.int32(0), 4)
+    buf = buffer_add(buf, jnp.array([1, 2, 3]), jnp.array([True, False, True]))
+    buf = buffer_add(buf, jnp.array([4, 5, 6]), jnp.array([False, True, True]))
+    np.testing.assert_array_equal(buf.data, [1, 3, 5, 6])
+    assert int(buf.size) == 4 and int(buf.position) == 0
+    buf = buffer_add(buf, jnp.array([7, 8, 9]), jnp.array([False, False, True]))
+    np.testing.assert_array_equal(buf.data, [9, 3, 5, 6])  # the oldest slot is overwritten
+    assert int(buf.position) == 1
+    st = domain_storage_init(jnp.int32(0), 2, 3)
+    st = domain_storage_add(st, jnp.array([[1, 2], [3, 4]]), jnp.array([False, True]))
+    np.testing.assert_array_equal(st.buffers.data[:, 0], [2, 4])
+    np.testing.assert_array_equal(st.buffers.size, [1, 1])
