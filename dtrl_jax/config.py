@@ -235,8 +235,9 @@ class TwinConfig:
 
     @property
     def uses_domains(self) -> bool:
-        """Whether any feature needs the digital domains to run at all."""
-        return self.uses_trials or self.uses_lookahead or self.shield
+        """Whether any feature needs the digital domains to run at all (a health check needs the
+        identical domain, e.g. to gate the global view)."""
+        return self.uses_trials or self.uses_lookahead or self.shield or self.health_checked
 
     @property
     def health_checked(self) -> bool:
