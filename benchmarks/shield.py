@@ -514,6 +514,7 @@ _STYLES = {
     "physical": dict(color="tab:blue"),
     "twin_no_shield": dict(color="tab:cyan", linestyle=":"),
     "shield": dict(color="tab:red"),
+    "shield_checked": dict(color="tab:purple", linestyle=":"),
     "trials5": dict(color="tab:green"),
     "shield_trials5": dict(color="tab:orange"),
 }
