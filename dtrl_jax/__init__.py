@@ -4,22 +4,42 @@
     env, params = dt.make("AccessPointSelection-v0")
     cfg = dt.QLearningConfig(total_timesteps=50_000, twin=dt.TwinConfig(num_domains=5, action_trials=5))
     out = jax.jit(dt.make_train(cfg, env, params))(jax.random.key(0))
+
+Names are imported on first access (PEP 562), so ``import dtrl_jax`` and the ``dtrl`` command's
+``--help``/``envs``/``plot`` start without importing JAX.
 """
 
-from dtrl_jax.config import DQNConfig, QLearningConfig, TwinConfig
-from dtrl_jax.envs import make, registered_envs
-from dtrl_jax.train import RunnerState, TrainResult, make_train
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "DQNConfig",
-    "QLearningConfig",
-    "TwinConfig",
-    "RunnerState",
-    "TrainResult",
-    "make",
-    "make_train",
-    "registered_envs",
-    "__version__",
-]
+_EXPORTS = {
+    "DQNConfig": "dtrl_jax.config",
+    "QLearningConfig": "dtrl_jax.config",
+    "TwinConfig": "dtrl_jax.config",
+    "RunnerState": "dtrl_jax.train",
+    "TrainResult": "dtrl_jax.train",
+    "make_train": "dtrl_jax.train",
+    "make": "dtrl_jax.envs.registry",
+    "register": "dtrl_jax.envs.registry",
+    "registered_envs": "dtrl_jax.envs.registry",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    try:  # subpackages/modules: dt.envs, dt.plotting, ...
+        return importlib.import_module(f"dtrl_jax.{name}")
+    except ModuleNotFoundError as err:
+        if err.name != f"dtrl_jax.{name}":
+            raise
+        raise AttributeError(f"module 'dtrl_jax' has no attribute {name!r}") from None
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

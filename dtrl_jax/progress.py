@@ -148,6 +148,50 @@ class ProgressBar:
         self.close()
 
 
+class Ticker:
+    """A "compiling ..." line with the elapsed time while the main thread is busy (XLA compiles).
+
+    On a terminal the line is redrawn every second; elsewhere a line is printed every ``every_s``
+    seconds. ``with Ticker("compiling"): ...``; ``ticker.elapsed`` holds the time taken.
+    """
+
+    def __init__(self, text: str, *, stream: TextIO | None = None, enabled: bool = True, every_s: float = 10.0):
+        self.text, self.enabled, self.every_s = text, enabled, every_s
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.elapsed = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _line(self, seconds: float) -> str:
+        return f"{self.text} ... {seconds:.0f} s"
+
+    def _run(self, t0: float) -> None:
+        gap = 1.0 if self.tty else self.every_s
+        while not self._stop.wait(gap):
+            line = self._line(time.perf_counter() - t0)
+            self.stream.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
+            self.stream.flush()
+
+    def __enter__(self) -> Ticker:
+        self._t0 = time.perf_counter()
+        if self.enabled:
+            self.stream.write(f"{self.text} ..." + ("" if self.tty else "\n"))
+            self.stream.flush()
+            self._thread = threading.Thread(target=self._run, args=(self._t0,), daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.elapsed = time.perf_counter() - self._t0
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            done = f"{self.text}: done in {self.elapsed:.1f} s"
+            self.stream.write(("\r\x1b[2K" if self.tty else "") + done + "\n")
+            self.stream.flush()
+
+
 class Stopped(Exception):
     """Raised by ``GracefulStop.check`` after a checkpoint once a stop was requested."""
 
