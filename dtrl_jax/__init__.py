@@ -11,6 +11,9 @@ Names are imported on first access (PEP 562), so ``import dtrl_jax`` and the ``d
 
 import importlib
 
+# Cheap (no JAX): lists our env ids and registers them with gymnax once gymnax is imported.
+from dtrl_jax.envs import registry as _registry  # noqa: F401
+
 __version__ = "0.1.0"
 
 _EXPORTS = {
