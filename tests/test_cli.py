@@ -84,7 +84,7 @@ def test_bad_value_is_one_line_exit_2_subprocess():
         (["train", AP, *TINY_AP, "--checkpoint-every", "300"], "multiple of --log-every"),
         (["train", "MultiUAV-v0", "--agent", "ql"], "Discrete observation"),
         (["train", "CartPole-v1", "--buffer-size", "100000000000"], "buffer_size=100000000000"),
-        (["train", "--resume", "somewhere", "--gamma", "0.5"], "--resume"),
+        (["train", "--resume", "somewhere", "--env-param", "a=1"], "--resume"),
         (["plot"], "RUN_DIR"),
         (["bench", "no_such_benchmark"], "unknown benchmark"),
         (["eval", "x", "--episodes", "0"], "--episodes"),
