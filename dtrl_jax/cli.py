@@ -589,8 +589,11 @@ def cmd_eval(args) -> int:
         raise UsageError(f"--max-steps={args.max_steps}: expected >= 1")
     saved = render.load_agent(args.run_dir, warn=lambda m: print(f"warning: {m}", file=sys.stderr))
     want_render = args.render or args.gif
-    if want_render and saved.spec.env_id not in render.UAV_ENVS:
-        raise UsageError(f"--render/--gif draw {' / '.join(render.UAV_ENVS)} episodes; this run is {saved.spec.env_id}")
+    env_id = saved.spec.env_id
+    if want_render and env_id not in render.RENDERABLE:
+        raise UsageError(f"--render draws {', '.join(render.RENDERABLE)} episodes; this run is {env_id}")
+    if args.gif and env_id not in render.UAV_ENVS:
+        raise UsageError(f"--gif animates {' / '.join(render.UAV_ENVS)} episodes; use --render for {env_id}")
     key = jax.random.key(args.seed)
     returns, finished = render.greedy_returns(saved, args.episodes, key, args.max_steps)
     steps = saved.interval * saved.spec.config.log_every
@@ -604,7 +607,15 @@ def cmd_eval(args) -> int:
            "mean": float(returns.mean()), "per_seed_mean": returns.mean(axis=1).tolist()}
     run_dir = Path(args.run_dir)
     (run_dir / "eval.json").write_text(json.dumps(doc, indent=2) + "\n")
-    if want_render:
+    if want_render and env_id in render.AP_ENVS:
+        ep = render.ap_episode(saved, jax.random.fold_in(key, 1))
+        png = render.draw_ap_episode(ep, run_dir / "episode.png")
+        print(f"episode picture: {png} ({np.mean(ep['success']):.0%} of tasks delivered in time)")
+    elif want_render and env_id in render.EDGE_ENVS:
+        sched = render.schedule(saved, jax.random.fold_in(key, 1))
+        png = render.draw_schedule(sched, run_dir / "schedule.png")
+        print(f"schedule (Gantt chart): {png} (cost {sched['cost']:.4g} s)")
+    elif want_render:
         ep = render.uav_episode(saved, jax.random.fold_in(key, 1))
         png = render.draw_uav_episode(ep, run_dir / "episode.png")
         print(f"episode picture: {png} (mean user rate {np.mean(ep['reward']):.3g} Mbps)")
@@ -793,8 +804,9 @@ def build_parser(config_flags: bool = True) -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=_typed("max_steps", parse_int), default=None, metavar="T",
                    help="step limit per episode [default: the env's max_steps_in_episode]")
     p.add_argument("--render", action="store_true",
-                   help="MultiUAV envs: save RUN_DIR/episode.png with UAV trajectories and users of one greedy episode")
-    p.add_argument("--gif", action="store_true", help="also save RUN_DIR/episode.gif (implies --render)")
+                   help="picture one greedy episode: MultiUAV trajectories (RUN_DIR/episode.png), AP selection "
+                   "along the road (episode.png) or the edge-scheduling Gantt chart (schedule.png)")
+    p.add_argument("--gif", action="store_true", help="MultiUAV: also save RUN_DIR/episode.gif (implies --render)")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plot", help="learning curves of one or more run folders, overlaid",

@@ -198,7 +198,7 @@ def test_eval_render_uav(tmp_path, capsys):
     from dtrl_jax import runs
 
     cfg = dt.DQNConfig(total_timesteps=8, log_every=8, num_envs=1, buffer_size=8, batch_size=4,
-                       learning_starts=8, hidden_sizes=(8,))
+                       learning_starts=4, hidden_sizes=(8,))
     spec = runs.RunSpec("MultiUAV-v0", cfg, {"num_uavs": 1, "num_users": 3, "max_steps_in_episode": 8})
     run = runs.create_run(tmp_path / "uav", spec)
     env, params = spec.make_env()

@@ -282,3 +282,32 @@ def test_sharded_checkpoint_on_8_devices():
     r = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
     assert r == {"leaf_devices": 8, "interval": 1, "bit_for_bit": True, "restored_sharded": True, "metrics": True,
                  "single_device_equal": True}
+
+
+# ------------------------------------------------------------------------------------- renderers
+@pytest.mark.parametrize("env_id, env_params, picture", [
+    ("AccessPointSelection-v0", {"max_steps_in_episode": 20}, "episode.png"),
+    ("EdgeTaskScheduling-v0", {"num_tasks": 4}, "schedule.png"),
+])
+def test_render_ap_selection_and_edge_gantt(tmp_path, capsys, env_id, env_params, picture):
+    import jax
+    from PIL import Image
+
+    cfg = dt.QLearningConfig(total_timesteps=8, log_every=8)
+    spec = runs.RunSpec(env_id, cfg, env_params)
+    run = runs.create_run(tmp_path / "run", spec)
+    env, params = spec.make_env()
+    runner, _ = jax.jit(jax.vmap(dt.make_train(cfg, env, params).init))(spec.keys())
+    runs.save_checkpoint(run, spec, cfg.num_intervals, runner, {})
+    assert main(["eval", str(run), "--episodes", "1", "--render"]) == 0
+    assert Image.open(run / picture).size[0] > 100
+    if env_id.startswith("Edge"):
+        from dtrl_jax import render
+
+        saved = render.load_agent(run)
+        sched = render.schedule(saved, jax.random.key(0))
+        # the drawn timeline's cost equals the env's own cost for that order (sum of finish times + zeta * missed)
+        finish = sched["compute"][:, 1]
+        assert np.isclose(finish.sum() + params.zeta * sched["missed"].sum(), sched["cost"], rtol=1e-5)
+        assert sorted(sched["order"]) == list(range(4))
+    capsys.readouterr()
