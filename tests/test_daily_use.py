@@ -311,3 +311,19 @@ def test_render_ap_selection_and_edge_gantt(tmp_path, capsys, env_id, env_params
         assert np.isclose(finish.sum() + params.zeta * sched["missed"].sum(), sched["cost"], rtol=1e-5)
         assert sorted(sched["order"]) == list(range(4))
     capsys.readouterr()
+
+
+def test_gymnasium_wrapper_for_sb3_and_cleanrl():
+    """gymnax's GymnaxToGymWrapper (what SB3/CleanRL users need) drives our envs."""
+    from gymnax.wrappers.gym import GymnaxToGymWrapper
+
+    env, params = dt.make(AP, observation="features", max_steps_in_episode=6)
+    gym_env = GymnaxToGymWrapper(env, params, seed=0)
+    obs, _ = gym_env.reset(seed=0)
+    assert gym_env.observation_space.contains(np.asarray(obs, np.float32)) and gym_env.action_space.n == 5
+    steps, done = 0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = gym_env.step(gym_env.action_space.sample())
+        assert np.isfinite(reward)
+        steps, done = steps + 1, bool(terminated or truncated)
+    assert steps <= 6
