@@ -95,6 +95,8 @@ class ProgressBar:
         ret = np.asarray(row["episode_return"], dtype=np.float64)
         if np.any(np.isfinite(ret)):
             self._last_return = float(np.nanmean(ret))
+        greedy = np.asarray(row.get("eval_return", np.nan), dtype=np.float64)
+        greedy = float(np.nanmean(greedy)) if np.any(np.isfinite(greedy)) else math.nan
         with self._lock:
             if self._first is None:
                 self._first = (now, steps)
@@ -102,7 +104,8 @@ class ProgressBar:
             else:
                 t0, s0 = self._first
                 rate = (steps - s0) * self.seeds / max(now - t0, 1e-9)
-            self.last = {"steps": steps, "episodes": episodes, "episode_return": self._last_return, "rate": rate}
+            self.last = {"steps": steps, "episodes": episodes, "episode_return": self._last_return, "rate": rate,
+                         "eval_return": greedy}
             done = steps >= self.total
             gap = 0.1 if self.tty else self.min_interval_s
             if not done and now - self._last_print < gap:
@@ -120,6 +123,8 @@ class ProgressBar:
         bar = "#" * filled + "." * (self.width - filled)
         eta = (self.total - d["steps"]) * self.seeds / d["rate"] if d["rate"] and d["rate"] > 0 else math.nan
         ret = "-" if not math.isfinite(d["episode_return"]) else f"{d['episode_return']:.4g}"
+        if math.isfinite(d.get("eval_return", math.nan)):
+            ret = f"{ret} | greedy {d['eval_return']:.4g}"
         prefix = f"{self.label} " if self.label else ""
         return (
             f"{prefix}[{bar}] {frac:4.0%} steps {d['steps']:,}/{self.total:,} | episodes {d['episodes']:,.0f} "

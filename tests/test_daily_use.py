@@ -327,3 +327,19 @@ def test_gymnasium_wrapper_for_sb3_and_cleanrl():
         assert np.isfinite(reward)
         steps, done = steps + 1, bool(terminated or truncated)
     assert steps <= 6
+
+
+def test_train_with_greedy_evaluation_end_to_end(tmp_path):
+    run = tmp_path / "run"
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["train", CHAIN, *TINY, "--seeds", "2", "--eval-episodes", "2", "--out", str(run)]) == 0
+    text = err.getvalue()
+    assert "last greedy return" in text and "final epsilon" in text and "updates" in text and "| greedy " in text
+    metrics = runs.read_metrics(run)
+    assert np.isfinite(metrics["eval_return"]).all() and np.isfinite(metrics["eval_length"]).all()
+    assert (run / "curves.png").stat().st_size > 1000
+    # the extended run evaluates too, under its lineage
+    with contextlib.redirect_stderr(io.StringIO()):
+        assert main(["train", "--resume", str(run), "--total-timesteps", "60", "--no-progress"]) == 0
+    assert runs.read_metrics(run)["eval_return"].shape == (2, 6)
