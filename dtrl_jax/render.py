@@ -194,25 +194,38 @@ def draw_uav_episode(ep: dict[str, np.ndarray], out, title: str | None = None) -
 
 
 def animate_uav_episode(ep: dict[str, np.ndarray], out, fps: int = 10, every: int = 2) -> Path:
-    """Save a GIF of ``ep`` (every ``every``-th step) with matplotlib's Pillow writer.
+    """Save a GIF of ``ep`` (every ``every``-th step), blitted.
 
-    The figure (axes, legend, user and UAV artists) is built once; each frame only updates the
-    artists' data, so a frame costs a redraw of a few lines instead of a new figure.
+    The static part of the figure (axes, legend, hangar, users at t=0) is rendered once; each
+    frame restores it and draws only the moving artists (trails, current positions, title), then
+    Pillow writes the frames. ``benchmarks/render_gif.py`` times it against a full redraw per frame.
     """
-    from matplotlib.animation import FuncAnimation, PillowWriter
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from PIL import Image
 
-    fig = Figure(figsize=(6.2, 5), layout="constrained")
+    fig = Figure(figsize=(6.2, 5), dpi=80, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     _draw(ax, ep, upto=0)
     users, uav = ep["users"], ep["uav"]
-    user_trails = [ln for ln in ax.get_lines()[: users.shape[1]]]
-    uav_trails = ax.get_lines()[users.shape[1]: users.shape[1] + uav.shape[1]]
-    now_users = ax.collections[1]
-    now_uavs = ax.collections[2: 2 + uav.shape[1]]
-    title = ax.title
+    lines = ax.get_lines()
+    user_trails, uav_trails = lines[: users.shape[1]], lines[users.shape[1]: users.shape[1] + uav.shape[1]]
+    now_users, now_uavs = ax.collections[1], ax.collections[2: 2 + uav.shape[1]]
+    now_users.set_label("users now")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    moving = [*user_trails, *uav_trails, now_users, *now_uavs, ax.title]
+    for artist in moving:
+        artist.set_animated(True)
+    canvas.draw()  # the static background (animated artists are skipped) and the final layout
+    fig.set_layout_engine("none")
+    background = canvas.copy_from_bbox(fig.bbox)
 
-    def update(t):
+    steps = list(range(0, len(ep["reward"]) + 1, every))
+    if steps[-1] != len(ep["reward"]):
+        steps.append(len(ep["reward"]))
+    frames = []
+    for t in steps:
         for j, ln in enumerate(user_trails):
             ln.set_data(users[: t + 1, j, 0], users[: t + 1, j, 1])
         for i, ln in enumerate(uav_trails):
@@ -220,14 +233,13 @@ def animate_uav_episode(ep: dict[str, np.ndarray], out, fps: int = 10, every: in
             now_uavs[i].set_offsets(uav[t, i][None])
         now_users.set_offsets(users[t])
         rate = float(np.mean(ep["reward"][:t])) if t else float("nan")
-        title.set_text(f"greedy episode, step {t}: mean user rate {rate:.2f} Mbps")
-        return []
-
-    frames = list(range(0, len(ep["reward"]) + 1, every))
-    if frames[-1] != len(ep["reward"]):
-        frames.append(len(ep["reward"]))
-    anim = FuncAnimation(fig, update, frames=frames)
-    anim.save(out, writer=PillowWriter(fps=fps), dpi=80)
+        ax.title.set_text(f"greedy episode, step {t}: mean user rate {rate:.2f} Mbps")
+        canvas.restore_region(background)
+        for artist in moving:
+            fig.draw_artist(artist)
+        rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+        frames.append(Image.fromarray(np.ascontiguousarray(rgb)).convert("P", palette=Image.Palette.ADAPTIVE))
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
     return Path(out)
 
 
