@@ -427,14 +427,16 @@ class MetricsLog:
     (``sync``), which also drops rows of intervals a resumed run will redo.
     """
 
-    def __init__(self, path, seeds: int, log_every: int, sinks=()):
-        self.path, self.seeds, self.log_every = Path(path), seeds, log_every
+    def __init__(self, path, seeds: int, log_every: int, sinks=(), *, write: bool = True):
+        self.path, self.seeds, self.log_every, self.write = Path(path), seeds, log_every, write
         self.sinks = [s for s in sinks if s is not None]
         self.names: list[str] | None = None
         self.next_interval = 0
         self._lock = threading.Lock()
 
     def sync(self, metrics: dict[str, np.ndarray] | None) -> None:
+        if not self.write:
+            return
         with self._lock:
             if metrics:
                 write_metrics_csv(self.path, metrics)
@@ -448,7 +450,7 @@ class MetricsLog:
         arrays = {k: np.broadcast_to(np.asarray(v), (self.seeds,)).reshape(self.seeds, 1) for k, v in row.items()}
         interval = int(np.max(arrays["physical_steps"])) // self.log_every - 1
         with self._lock:
-            if interval >= self.next_interval:  # never write an interval twice
+            if self.write and interval >= self.next_interval:  # never write an interval twice
                 if self.names is None:
                     self.names = _metric_order(arrays)
                     header = ",".join(["seed", "interval", *self.names]) + "\n"
@@ -782,8 +784,13 @@ def train_run(
     Returns:
       ``(metrics, runner_state)``: metrics ``{name: np.ndarray [seeds, intervals]}``.
     """
+    import jax
+
     run_dir = Path(run_dir)
     status = status if status is not None else RunStatus()
+    # Several processes (multi-host): each runs this driver; orbax coordinates the checkpoint, and
+    # only process 0 writes config.json, metrics.csv and the plot (the folder must be shared).
+    primary = jax.process_index() == 0
     allowed: tuple[str, ...] = ()
     extend = False
     if resume:
@@ -794,6 +801,9 @@ def train_run(
         else:
             spec = stored
         allowed = tuple(e["config_hash"] for e in doc.get("lineage", [])) + ((stored.hash(),) if extend else ())
+        if not list_checkpoints(run_dir) and list(checkpoint_dir(run_dir).glob("ckpt-*.dtrl")):
+            raise RunError(f"{run_dir} holds checkpoints of an older dtrl-jax (ckpt-*.dtrl, before orbax); "
+                           "resume it with that version, or start the run again")
         if checkpoint_every is None:
             checkpoint_every = doc.get("checkpoint_every")
         mine = environment_info()["versions"]
@@ -805,12 +815,14 @@ def train_run(
     else:
         if spec is None:
             raise ValueError("train_run needs a RunSpec for a new run")
-        create_run(run_dir, spec, checkpoint_every=checkpoint_every, command=command)
+        if primary:
+            create_run(run_dir, spec, checkpoint_every=checkpoint_every, command=command)
     config = spec.config
     _check_checkpoint_every(checkpoint_every, config.log_every)
     import time
 
-    log = MetricsLog(run_dir / "metrics.csv", spec.seeds, config.log_every, [*trackers, on_interval])
+    log = MetricsLog(run_dir / "metrics.csv", spec.seeds, config.log_every, [*trackers, on_interval],
+                     write=primary)
     t0 = time.perf_counter()
     with (compiling() if compiling is not None else contextlib.nullcontext()):
         init, run, hook, executables = _compiled(spec, True)
@@ -824,7 +836,8 @@ def train_run(
                 start, runner, metrics = found
                 metrics = metrics if start else None
         if extend:  # the old state restored fine under the new config: record the extension
-            status.extended_from = extend_run(run_dir, spec, command=command)["config_hash"]
+            status.extended_from = (extend_run(run_dir, spec, command=command) if primary else
+                                    {"config_hash": allowed[-1]})["config_hash"]
         n = config.num_intervals
         if start > n:
             raise RunError(f"{run_dir} already has {start} logging intervals; its config now asks for {n} "
@@ -851,7 +864,7 @@ def train_run(
                 on_checkpoint(hi)
     finally:
         hook.target = None
-    if metrics is not None and plot:
+    if metrics is not None and plot and primary:
         from dtrl_jax.plotting import plot_runs
 
         plot_runs([run_dir], run_dir / "curves.png")
