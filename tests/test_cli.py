@@ -107,10 +107,10 @@ def test_every_config_field_is_a_typed_flag():
             if f.name != "twin":
                 assert "--" + f.name.replace("_", "-") in options, f.name
     args = train.parse_args(["X", "--agent", "dqn", "--hidden-sizes", "8,4", "--double-q", "--total-timesteps",
-                             "1e4", "--log-every", "1_000", "--twin-data-fraction", "none", "--lookahead", "3",
+                             "1e5", "--log-every", "1_000", "--twin-data-fraction", "none", "--lookahead", "3",
                              "--num-domains", "2", "--no-average-rollouts", "--state-noise-std", "0.1"])
     cfg = cli.build_config("dqn", args)
-    assert cfg.hidden_sizes == (8, 4) and cfg.double_q is True and cfg.total_timesteps == 10_000
+    assert cfg.hidden_sizes == (8, 4) and cfg.double_q is True and cfg.total_timesteps == 100_000
     assert cfg.log_every == 1000 and cfg.twin.twin_data_fraction is None and cfg.twin.lookahead == 3
     assert cfg.twin.average_rollouts is False and cfg.twin.state_noise_std == 0.1
     assert cli.build_config("ql", train.parse_args(["X"])).twin is None
