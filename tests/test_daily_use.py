@@ -343,3 +343,14 @@ def test_train_with_greedy_evaluation_end_to_end(tmp_path):
     with contextlib.redirect_stderr(io.StringIO()):
         assert main(["train", "--resume", str(run), "--total-timesteps", "60", "--no-progress"]) == 0
     assert runs.read_metrics(run)["eval_return"].shape == (2, 6)
+
+
+def test_lazy_builtin_listing_matches_the_modules():
+    """``registered_envs()`` lists the built-ins without importing them; the text equals what each
+    module registers when it is imported."""
+    from dtrl_jax.envs import registry
+
+    for env_id, (module, description) in registry._BUILTINS.items():
+        registry._load(env_id)
+        assert registry._REGISTRY[env_id][1] == description, env_id
+        assert registry._REGISTRY[env_id][0].__module__ == module

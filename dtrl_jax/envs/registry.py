@@ -31,7 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 # id -> (module that registers it on import, one-line description). The description must equal the
-# one the module registers (tests/test_registry.py checks it).
+# one the module registers (tests/test_daily_use.py checks it).
 _BUILTINS: dict[str, tuple[str, str]] = {
     "AccessPointSelection-v0": (
         "dtrl_jax.envs.access_point",
