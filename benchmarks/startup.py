@@ -25,14 +25,14 @@ def _time(argv: list[str], repeats: int) -> dict:
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-m", "dtrl_jax.cli", *argv], cwd=ROOT, capture_output=True, text=True)
+        proc = subprocess.run([sys.executable, "-m", "dtrl_jax.cli", *argv], check=False, cwd=ROOT, capture_output=True, text=True)
         times.append(time.perf_counter() - t0)
         if proc.returncode not in (0, 2):
             raise RuntimeError(f"{argv}: exit {proc.returncode}: {proc.stderr[-500:]}")
     probe = ("import sys, io, contextlib; from dtrl_jax.cli import main\n"
              f"with contextlib.redirect_stdout(io.StringIO()): main({argv!r})\n"
              "print('jax' in sys.modules)")
-    jax_loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True,
+    jax_loaded = subprocess.run([sys.executable, "-c", probe], check=False, cwd=ROOT, capture_output=True,
                                 text=True).stdout.strip().endswith("True")
     return {"argv": argv, "median_s": statistics.median(times), "min_s": min(times), "max_s": max(times),
             "repeats": repeats, "imports_jax": jax_loaded}

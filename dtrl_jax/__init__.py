@@ -32,7 +32,22 @@ _EXPORTS = {
     "registered_envs": "dtrl_jax.envs.registry",
 }
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "DQNConfig",
+    "EvalResult",
+    "QLearningConfig",
+    "RunnerState",
+    "TrainResult",
+    "TwinConfig",
+    "__version__",
+    "act",
+    "evaluate",
+    "make",
+    "make_policy",
+    "make_train",
+    "register",
+    "registered_envs",
+]
 
 
 def __getattr__(name):

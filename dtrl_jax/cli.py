@@ -18,7 +18,6 @@ import ast
 import dataclasses
 import datetime as _dt
 import json
-import os
 import re
 import subprocess
 import sys
@@ -257,10 +256,6 @@ def _given(args, prefix: str) -> dict[str, Any]:
     return {k.split(":", 1)[1]: v for k, v in vars(args).items() if k.startswith(prefix)}
 
 
-def _config_error(err: Exception) -> UsageError:
-    return UsageError(str(err))
-
-
 def build_config(agent: str, args, base: dict[str, Any] | None = None):
     """The agent config from parsed flags over ``base`` (a config dict as in config.json, e.g. from
     ``--config FILE``); raises UsageError with the config's own message."""
@@ -287,7 +282,7 @@ def build_config(agent: str, args, base: dict[str, Any] | None = None):
     try:
         return config_from_dict(agent, data)
     except (ValueError, TypeError) as err:
-        raise _config_error(err) from None
+        raise UsageError(str(err)) from None
 
 
 def twin_feature_warning(config) -> str | None:
@@ -407,10 +402,6 @@ def _plural(n: int, word: str) -> str:
     return f"{n:,} {word}{'' if n == 1 else 's'}"
 
 
-def _env_error(env_id: str, err: Exception) -> UsageError:
-    return UsageError(str(err))
-
-
 _RESUME_FIXED = (("env", "ENV"), ("env_param", "--env-param"), ("seeds", "--seeds"), ("seed", "--seed"),
                  ("out", "--out"), ("agent", "--agent"), ("config", "--config"))
 
@@ -429,7 +420,7 @@ def _new_spec(args):
     try:
         agent = args.agent if args.agent != "auto" else base.get("agent") or _auto_agent(env_id, env_params)
     except ValueError as err:
-        raise _env_error(env_id, err) from None
+        raise UsageError(str(err)) from None
     config = build_config(agent, args, base.get("config"))
     seeds = args.seeds if args.seeds is not None else int(base.get("seeds", 1))
     seed = args.seed if args.seed is not None else int(base.get("seed", 0))

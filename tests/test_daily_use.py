@@ -114,7 +114,7 @@ def test_make_falls_back_to_gymnax_and_our_ids_are_in_gymnax():
 def test_gymnax_registration_happens_whatever_the_import_order():
     code = ("import dtrl_jax, sys; assert 'gymnax' not in sys.modules; import gymnax; "
             "env, p = gymnax.make('EdgeTaskScheduling-v0'); print(type(env).__name__)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "EdgeTaskScheduling" in out.stdout, out.stderr[-2000:]
 
 
@@ -131,7 +131,7 @@ def test_startup_does_not_import_jax():
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    main(['--help']); main(['envs']); main(['bench'])\n"
             "print('jax' in sys.modules, 'flax' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.stdout.strip().splitlines()[-1] == "False False", out.stdout + out.stderr[-2000:]
 
 
@@ -276,7 +276,7 @@ def test_plot_draws_the_greedy_curve_when_present(tmp_path):
 # ----------------------------------------------------------------------------------- checkpoints
 def test_sharded_checkpoint_on_8_devices():
     env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
-    proc = subprocess.run([sys.executable, "-m", "tests.sharded_checkpoint_check"], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-m", "tests.sharded_checkpoint_check"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     r = json.loads([ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1][len("RESULT "):])
@@ -354,3 +354,11 @@ def test_lazy_builtin_listing_matches_the_modules():
         registry._load(env_id)
         assert registry._REGISTRY[env_id][1] == description, env_id
         assert registry._REGISTRY[env_id][0].__module__ == module
+
+
+def test_lazy_package_exports_everything_it_lists():
+    assert set(dt.__all__) == set(dt._EXPORTS) | {"__version__"}
+    for name in dt.__all__:
+        assert getattr(dt, name) is not None
+    with pytest.raises(AttributeError):
+        dt.no_such_name  # noqa: B018
