@@ -362,3 +362,10 @@ def test_lazy_package_exports_everything_it_lists():
         assert getattr(dt, name) is not None
     with pytest.raises(AttributeError):
         dt.no_such_name  # noqa: B018
+
+
+def test_cli_warns_when_the_twin_does_nothing(tmp_path):
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        assert main(["train", CHAIN, *TINY, "--num-domains", "2", "--out", str(tmp_path / "r"), "--no-progress"]) == 0
+    assert "warning: the twin is on but no twin feature is" in err.getvalue()
