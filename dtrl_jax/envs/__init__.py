@@ -8,7 +8,7 @@ import importlib
 
 from dtrl_jax.envs.registry import make, register, registered_envs, unregister
 
-_SUBMODULES = ("access_point", "channel", "edge_scheduling", "multi_uav", "registry")
+_SUBMODULES = ("access_point", "channel", "edge_scheduling", "multi_uav", "registry", "wrappers")
 _LAZY = {"brute_force_optimum": "edge_scheduling"}
 
 __all__ = ["channel", "make", "register", "registered_envs", "unregister", "brute_force_optimum"]
