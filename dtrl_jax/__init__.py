@@ -10,6 +10,8 @@ Names are imported on first access (PEP 562), so ``import dtrl_jax`` and the ``d
 """
 
 import importlib
+import sys
+import types
 
 # Cheap (no JAX): lists our env ids and registers them with gymnax once gymnax is imported.
 from dtrl_jax.envs import registry as _registry  # noqa: F401
@@ -65,3 +67,20 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """``dt.evaluate`` is the function although ``dtrl_jax/evaluate.py`` is a module of the same name.
+
+    Importing a submodule sets it as an attribute of its package, which would hide the function
+    export; this keeps the function (``from dtrl_jax.evaluate import ...`` still finds the module
+    through ``sys.modules``).
+    """
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, types.ModuleType) and value.__name__ == f"{__name__}.{name}":
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
