@@ -122,6 +122,8 @@ class PhysicalBatch:
       next_obs: observation ``o_{t+1}`` of the stepped state before any auto-reset.
       reward: ``[N]`` float rewards ``r_t``.
       weight: ``[N]`` float weights (1 = use, 0 = padding, e.g. an unfilled ring buffer slot).
+      done: optional ``[N]`` bool, the step ended the episode (bookkeeping only; the loss compares the
+        pre-reset observation either way).
     """
 
     state: Any
@@ -129,6 +131,7 @@ class PhysicalBatch:
     next_obs: Any
     reward: jax.Array
     weight: jax.Array
+    done: Any = None
 
 
 def _validate_range_factor(value: float) -> None:
@@ -526,9 +529,10 @@ def collect_transitions(key: jax.Array, env, params, num_steps: int, num_envs: i
         actions = jax.random.randint(ka, (num_envs,), 0, n_actions)
         _, nxt, r, _, _, info = jax.vmap(lambda kk, s, a: env.step(kk, s, a, params))(
             jax.random.split(ks, num_envs), states, actions)
-        return nxt, (states, actions, info["final_observation"], r)
+        done = jnp.logical_or(info["terminated"], info["truncated"])
+        return nxt, (states, actions, info["final_observation"], r, done)
 
-    _, (s, a, o, r) = jax.lax.scan(body, states, jax.random.split(k_run, num_steps))
+    _, (s, a, o, r, d) = jax.lax.scan(body, states, jax.random.split(k_run, num_steps))
     flat = lambda x: x.reshape(num_steps * num_envs, *x.shape[2:])  # noqa: E731
     return PhysicalBatch(state=jax.tree.map(flat, s), action=flat(a), next_obs=jax.tree.map(flat, o),
-                         reward=flat(r).astype(jnp.float32), weight=jnp.ones((num_steps * num_envs,), jnp.float32))
+                         reward=flat(r).astype(jnp.float32), weight=jnp.ones((num_steps * num_envs,), jnp.float32), done=flat(d))
