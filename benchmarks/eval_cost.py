@@ -42,7 +42,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 MODES = {
     "quick": dict(episodes=(0, 2), intervals=2, repeats=1, scale=0.1),
-    "default": dict(episodes=(0, 8, 32), intervals=6, repeats=3, scale=1.0),
+    "default": dict(episodes=(0, 8, 32), intervals=10, repeats=7, scale=1.0),
     "full": dict(episodes=(0, 8, 32, 128), intervals=10, repeats=5, scale=1.0),
 }
 
