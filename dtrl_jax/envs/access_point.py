@@ -364,6 +364,56 @@ def _task_from_word(word: jax.Array, params: EnvParams) -> tuple[jax.Array, jax.
     return size_class, deadline_class
 
 
+def _task_reward(params: EnvParams, position, speed, size_class, deadline_class, ap):
+    """Reward and outcome of sending the task ``(size_class, deadline_class)`` to AP ``ap`` (broadcasts).
+
+    The one place the reward rule lives: :meth:`AccessPointSelection.step_env` and the reference
+    returns (:func:`reward_grid`) both call it.
+
+    Returns:
+      ``(reward, success, latency, cause, cost)``: float32 reward, bool success, float32 latency
+      (see :func:`transmission_outcome`), int32 failure cause, float32 cost of the chosen AP.
+    """
+    n_aps = params.num_aps
+    size = _lookup(params.task_size_mbit, size_class, params.num_size_classes)
+    deadline = _lookup(params.task_deadline_s, deadline_class, params.num_deadline_classes)
+    success, latency, cause = _outcome(
+        position,
+        speed,
+        size,
+        deadline,
+        _lookup(params.ap_position_m, ap, n_aps),
+        _lookup(params.ap_radius_m, ap, n_aps),
+        _lookup(params.ap_rate_mbps, ap, n_aps),
+    )
+    cost = _lookup(params.ap_cost, ap, n_aps)
+    reward_ok = (
+        _f32(params.success_reward) - _f32(params.w_latency) * latency / deadline - _f32(params.w_cost) * cost
+    )
+    reward = jnp.where(success, reward_ok, _f32(params.failure_reward)).astype(jnp.float32)
+    return reward, success, latency, cause, cost
+
+
+def _speed_unit(params: EnvParams, speed) -> jax.Array:
+    """``speed`` mapped to ``[0, 1]`` over ``[speed_min_mps, speed_max_mps]`` (0 when they are equal)."""
+    vmin, vmax = _f32(params.speed_min_mps), _f32(params.speed_max_mps)
+    vspan = vmax - vmin
+    return jnp.where(vspan > 0, (_f32(speed) - vmin) / jnp.where(vspan > 0, vspan, 1.0), 0.0)
+
+
+def state_index(params: EnvParams, position, speed, size_class, deadline_class) -> jax.Array:
+    """The ``"index"`` observation of a vehicle state (int32, broadcasts; see :meth:`AccessPointSelection.get_obs`)."""
+    speed_unit = _speed_unit(params, speed)
+    pos_bin = jnp.clip(
+        jnp.floor(_f32(position) / _f32(params.road_length_m) * params.num_position_bins).astype(jnp.int32),
+        0,
+        params.num_position_bins - 1,
+    )
+    speed_bin = jnp.clip(jnp.floor(speed_unit * params.num_speed_bins).astype(jnp.int32), 0, params.num_speed_bins - 1)
+    idx = (pos_bin * params.num_speed_bins + speed_bin) * params.num_size_classes + jnp.asarray(size_class, jnp.int32)
+    return (idx * params.num_deadline_classes + jnp.asarray(deadline_class, jnp.int32)).astype(jnp.int32)
+
+
 class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
     """URLLC access-point selection for a vehicle on a straight road (gymnax 1.x environment).
 
@@ -409,26 +459,10 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
           ``latency`` (seconds, see :func:`transmission_outcome`) and ``cost`` (the chosen AP's cost,
           0 on failure), and int32 scalar ``failure_cause`` (see :func:`failure_cause`).
         """
-        n_aps = params.num_aps
-        ap = jnp.clip(jnp.asarray(action, jnp.int32), 0, n_aps - 1)
-        size = _lookup(params.task_size_mbit, state.size_class, params.num_size_classes)
-        deadline = _lookup(params.task_deadline_s, state.deadline_class, params.num_deadline_classes)
-        success, latency, cause = _outcome(
-            state.position,
-            state.speed,
-            size,
-            deadline,
-            _lookup(params.ap_position_m, ap, n_aps),
-            _lookup(params.ap_radius_m, ap, n_aps),
-            _lookup(params.ap_rate_mbps, ap, n_aps),
+        ap = jnp.clip(jnp.asarray(action, jnp.int32), 0, params.num_aps - 1)
+        reward, success, latency, cause, cost = _task_reward(
+            params, state.position, state.speed, state.size_class, state.deadline_class, ap
         )
-        cost = _lookup(params.ap_cost, ap, n_aps)
-        reward_ok = (
-            _f32(params.success_reward)
-            - _f32(params.w_latency) * latency / deadline
-            - _f32(params.w_cost) * cost
-        )
-        reward = jnp.where(success, reward_ok, _f32(params.failure_reward)).astype(jnp.float32)
 
         size_class, deadline_class = _task_from_word(jax.random.bits(key, (), jnp.uint32), params)
         new_state = EnvState(
@@ -508,20 +542,9 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
         if params is None:
             params = self.default_params
         road = _f32(params.road_length_m)
-        vmin, vmax = _f32(params.speed_min_mps), _f32(params.speed_max_mps)
-        vspan = vmax - vmin
-        speed_unit = jnp.where(vspan > 0, (state.speed - vmin) / jnp.where(vspan > 0, vspan, 1.0), 0.0)
+        speed_unit = _speed_unit(params, state.speed)
         if params.observation == "index":
-            pos_bin = jnp.clip(
-                jnp.floor(state.position / road * params.num_position_bins).astype(jnp.int32),
-                0,
-                params.num_position_bins - 1,
-            )
-            speed_bin = jnp.clip(
-                jnp.floor(speed_unit * params.num_speed_bins).astype(jnp.int32), 0, params.num_speed_bins - 1
-            )
-            idx = (pos_bin * params.num_speed_bins + speed_bin) * params.num_size_classes + state.size_class
-            return (idx * params.num_deadline_classes + state.deadline_class).astype(jnp.int32)
+            return state_index(params, state.position, state.speed, state.size_class, state.deadline_class)
         if params.observation == "features":
             sizes = _f32(params.task_size_mbit)
             deadlines = _f32(params.task_deadline_s)
