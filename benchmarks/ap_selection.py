@@ -385,6 +385,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _paper.header(NAME, mode, device, f"- {scale['seeds']} seeds x {scale['episodes']:,} episodes, n in {trials}")
 
     start = time.perf_counter()
+    git = _paper.git_state()  # the code that runs (read before any later edit of the tree)
     env, params = dt.make(ENV_ID)
     ref = apm.reference_returns(params)
     w = apm.state_action_rewards(apm.reward_grid(params), env.num_states(params))
@@ -433,7 +434,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seeds_as": "jax.jit(jax.vmap(per-seed train.init + scan of train.run over intervals))(keys)",
         },
         "device": _common.describe_device(device),
-        "git": _paper.git_state(),
+        "git": git,
         "wall_time_s": wall,
         "paper": PAPER,
         "reference_returns": ref,
