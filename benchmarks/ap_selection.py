@@ -47,7 +47,7 @@ Q-learning and n = 5, on fewer seeds.
 Usage::
 
     python -m benchmarks.ap_selection --quick                 # 1,500 episodes, 16 seeds (minutes on 2 CPU cores)
-    python -m benchmarks.ap_selection --sensitivity           # 6,000 episodes, 16 seeds + sensitivity (CPU)
+    python -m benchmarks.ap_selection --sensitivity           # 4,000 episodes, 16 seeds + sensitivity (CPU)
     python -m benchmarks.ap_selection --full --device gpu     # 30,000 episodes, 64 seeds (paper scale)
 
 Writes ``benchmarks/results/ap_selection.json`` and ``ap_selection.png`` (or under ``--out``).
@@ -107,7 +107,7 @@ SENSITIVITY: tuple[tuple[str, Any], ...] = (
 #: seeds of the sensitivity runs.
 MODES: dict[str, dict[str, Any]] = {
     "quick": {"seeds": 16, "episodes": 1_500, "num_envs": 16, "points": 30, "sens_seeds": 4},
-    "default": {"seeds": 16, "episodes": 6_000, "num_envs": 16, "points": 120, "sens_seeds": 8},
+    "default": {"seeds": 16, "episodes": 4_000, "num_envs": 16, "points": 100, "sens_seeds": 8},
     "full": {"seeds": 64, "episodes": 30_000, "num_envs": 16, "points": 300, "sens_seeds": 32},
 }
 
@@ -122,6 +122,8 @@ REACH_MARGINS = (0.0, 0.5, 1.0)
 SETTLE_TOLERANCES = (1.0, 0.5, 0.2)
 #: Greedy evaluation drives per seed and logging interval (``eval_episodes``): 16 seeds x 16 drives per point.
 EVAL_EPISODES = 16
+#: ``eval_episodes`` of the sensitivity runs (fewer, to keep the CPU run affordable: 8 seeds x 8 drives per point).
+SENS_EVAL_EPISODES = 8
 #: Trailing mean (points) of a seed's sampled eval_return curve before its per-seed first reach / settle.
 EVAL_WINDOW = 3
 #: The two greedy metrics: metric key -> name in the JSON.
@@ -393,8 +395,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sched = schedule(scale["episodes"], scale["num_envs"], scale["points"], steps_per_episode)
     smooth_episodes = SMOOTH_FRACTION * scale["episodes"]
     smooth_points = max(1, round(smooth_episodes / (sched["log_every"] / steps_per_episode)))
-    run = lambda n, hyper, keys, tag="": run_variant(  # noqa: E731
-        n, hyper, sched, scale["num_envs"], steps_per_episode, env, params, w, keys, device, tag)
+    run = lambda n, hyper, keys, tag="", evals=EVAL_EPISODES: run_variant(  # noqa: E731
+        n, hyper, sched, scale["num_envs"], steps_per_episode, env, params, w, keys, device, tag, evals)
     keys = jax.random.split(jax.random.key(0), scale["seeds"])
     variants = [run(n, HYPER, keys) for n in trials]
     ends = sorted({min(trials), max(trials)})
@@ -411,10 +413,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             hyper = {**HYPER, field: value}
             setting = f"{field} = {value:g}"
             for n in ends:
-                v = run(n, hyper, sens_keys, f" [{setting}]")
+                v = run(n, hyper, sens_keys, f" [{setting}]", SENS_EVAL_EPISODES)
                 v["setting"] = setting
                 sens.append(v)
-        sensitivity = {"seeds": n_sens, "trials": ends,
+        sensitivity = {"seeds": n_sens, "trials": ends, "eval_episodes": SENS_EVAL_EPISODES,
+                       "baseline": "the main runs' first seeds (eval_episodes as the main runs)",
                        "level": "episodes_to_level: first episode the seed-mean curve of the metric reaches the "
                                 "baseline physical QL's plateau of that metric on the same seeds",
                        "rows": sensitivity_table(sens, len(ends), smooth_points)}
