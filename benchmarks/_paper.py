@@ -244,15 +244,3 @@ def git_state() -> dict[str, Any]:
 def header(name: str, mode: str, device: jax.Device, extra: str = "") -> None:
     """Print the banner every case-study script starts with."""
     _common.log(f"== {name} ({mode} mode) on {_common.describe_device(device)} {extra}".rstrip())
-
-
-def compact_json(path: Path) -> None:
-    """Rewrite a results JSON with every list of plain numbers on one line (indent 2 elsewhere)."""
-    import json
-    import re
-
-    text = json.dumps(json.loads(Path(path).read_text()), indent=2, allow_nan=True)
-    scalar = r"(?:-?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?|null|NaN|-?Infinity|true|false)"
-    flat = re.sub(r"\[\s+(" + scalar + r"(?:,\s+" + scalar + r")*)\s+\]",
-                  lambda m: "[" + re.sub(r",\s+", ", ", m.group(1)) + "]", text)
-    Path(path).write_text(flat + "\n")

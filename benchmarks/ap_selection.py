@@ -446,7 +446,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "sensitivity": sensitivity,
     }
     _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png: plot(doc, png))
-    _paper.compact_json(_common.results_dir(args.out) / f"{NAME}.json")
     for name in METRICS.values():
         rows = [[v["label"], f"{v[name]['plateau_mean']:.2f} +- {v[name]['plateau_std']:.2f}",
                  _num(v[name]["reach_physical_plateau"]["minus_0"]["mean_curve"]),

@@ -471,7 +471,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                    paper=PAPER)
         name = f"{NAME}_lr_sweep"
         _common.write_results(name, doc, args.out, None if args.no_plot else lambda png: plot_lr_sweep(doc, png))
-        _paper.compact_json(_common.results_dir(args.out) / f"{name}.json")
         _common.log(_common.format_table(
             ["lr", "algorithm", "budget", "gap<=0.01 median (seeds)", "exact median (seeds)", "final gap"],
             [[r["learning_rate"], r["algorithm"] + ("" if r["phi"] is None else f" phi={r['phi']}"),
