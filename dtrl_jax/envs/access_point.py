@@ -64,8 +64,8 @@ Default choices (the paper gives none of these numbers; each is a field of :clas
   episodes before every state has been seen a few times, and one action per visit (physical Q-learning)
   five times as many per (state, AP): the visit-limited regime the paper's episode counts imply (its state
   is the vehicle's location; observing the speed bin is our addition, because the best AP depends on it).
-  A coarser table (``num_position_bins=40, num_speed_bins=2``: 720 states) is learnt after about one visit
-  per state and its optimum (70.5) sits close to the simple heuristic.
+  A coarser table (``num_position_bins=40, num_speed_bins=2``: 720 states, 0.16 visits per state per
+  drive) is learnt after about one visit per state, and its optimum (70.5) is 2.7 below the oracle.
 * Reference returns (:func:`reference_returns`, exact expectations by a midpoint rule over the speed,
   no sampling): uniform random -52.6, always macro 29.4, "small cell if inside its coverage, else macro"
   66.6, the best policy of the index observation 72.6 (the ceiling of tabular Q-learning), the best AP
