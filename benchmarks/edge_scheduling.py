@@ -19,21 +19,28 @@ interval, to read the Q-table there (equal to one full run, see ``make_train``).
 Metric. After every logging interval the *greedy order* ``argmax_a Q(a)`` (ties to the lowest index;
 for asynchronous Q-learning: of the averaged table, after every averaging round) is scored with the
 brute-force optimum (``brute_force_optimum``, all N! orders): ``normalised_gap = (cost - best) /
-(mean cost of a random order - best)``, 0 = optimal, 1 = random. A seed has **converged at iteration t**
-if its greedy gap is <= 0.01 at the evaluation at t and at every later evaluation of the run (the
-greedy order is evaluated after every iteration for budgets up to 25,600 iterations, and once per
-averaging round, every 512 iterations, for asynchronous Q-learning). Curves are stored thinned to about
-800 points (geometric plus linear spacing); convergence uses every evaluation. Reported per variant: the median iteration of convergence over seeds
-(None when fewer than half converge within the budget), the share of seeds that converged, the
-iteration where the seed-mean gap curve gets to <= 0.01 and stays, and the final gap (mean and std over
-seeds). Iterations are physical steps (for asynchronous Q-learning: steps of each twin agent).
+(mean cost of a random order - best)``, 0 = optimal, 1 = random. Two convergence criteria, both ours
+(the companion paper states none): a seed has **converged at iteration t** if its greedy gap is <= 0.01
+at the evaluation at t and at every later evaluation of the run (this counts a near-optimal order as
+converged: at N = 6 the second-best order's gap is 0.0022), and has **found the exact optimum at t** if
+its greedy order is the brute-force optimum from t to the end. The greedy order is evaluated after
+every iteration for budgets up to 25,600 iterations, and once per averaging round, every 512
+iterations, for asynchronous Q-learning. Curves are stored thinned to about 800 points (geometric plus
+linear spacing); convergence uses every evaluation. Reported per variant, for both criteria: the median
+iteration over seeds (None when fewer than half meet it within the budget) and the share of seeds that
+did; the iteration where the seed-mean gap curve gets to <= 0.01 and stays, and the final gap (mean and
+std over seeds). Iterations are physical steps (for asynchronous Q-learning: steps of each twin agent).
 
 Companion paper (X. Wang et al., VTC2022-Spring, Table II), N = 6: 500 trials per step converge in 102
 iterations; plain Q-learning has not converged after 25,600.
 
-Hyper-parameters (chosen once): learning rate 0.1, Q init 0 (optimistic here, since every reward is a
-negative cost: untried orders look best, so plain Q-learning sweeps the orders), epsilon 0.1 constant
-(bandit-style), gamma 0 (every episode is one decision and terminates, so gamma is unused).
+Hyper-parameters (our choices, the companion paper gives none; chosen once): learning rate 0.1, Q init 0
+(optimistic here, since every reward is a negative cost: untried orders look best, so plain Q-learning
+sweeps the orders), epsilon 0.1 constant (bandit-style), gamma 0 (every episode is one decision and
+terminates, so gamma is unused). Plain Q-learning's convergence is a knife edge in the learning rate
+(at 0.1 it converges within 25,600 iterations at N = 6, at 0.05 mostly not, at 0.02 not at all):
+``--lr-sweep`` measures it, for Q-learning and 500 trials per step at lr 0.02, 0.05, 0.1 (``LR_SWEEP``),
+and writes ``edge_scheduling_lr_sweep.json`` / ``.png``.
 
 Scale. The budget of iterations differs per algorithm (plain Q-learning is run to the companion paper's
 25,600; the DT variants, far more expensive per iteration, to fewer) and per N; see ``MODES``. On a
@@ -47,6 +54,7 @@ Usage::
     python -m benchmarks.edge_scheduling --quick      # N = 6 only, short budgets (< 5 min on 2 CPU cores)
     python -m benchmarks.edge_scheduling              # CPU default (see MODES)
     python -m benchmarks.edge_scheduling --full --device gpu
+    python -m benchmarks.edge_scheduling --lr-sweep   # N = 6 learning-rate sweep, 8 seeds (CPU)
 
 Writes ``benchmarks/results/edge_scheduling.json`` and ``edge_scheduling.png`` (or under ``--out``).
 """
@@ -120,6 +128,19 @@ MODES: dict[str, dict[str, Any]] = {
 }
 
 
+#: The learning-rate sweep (``--lr-sweep``, N = 6): plain Q-learning to the companion paper's 25,600
+#: iterations and 500 trials per step, at each learning rate; written to ``edge_scheduling_lr_sweep.json``.
+LR_SWEEP: dict[str, Any] = {"num_tasks": 6, "learning_rates": (0.02, 0.05, 0.1), "ql_iterations": 25_600,
+                            "phi": 500, "dt_iterations": 1_280}
+
+#: Our two convergence criteria (the companion paper does not define its own), as stated in the JSON.
+CRITERIA = {
+    "gap_0.01": "first evaluation from which the greedy order's normalised gap stays <= 0.01 to the end of the run "
+                "(counts a near-optimal order, e.g. the second-best at N = 6, as converged)",
+    "exact": "first evaluation from which the greedy order is the brute-force optimum to the end of the run",
+}
+
+
 def all_costs(params) -> jax.Array:
     """Cost of every one of the N! orders on the frame (float32 ``[N!]``), indexed by action."""
     n = params.num_tasks
@@ -143,12 +164,12 @@ def gap_fn(params):
                     "spread": spread}
 
 
-def q_config(iterations: int, log_every: int, twin=None) -> dt.QLearningConfig:
+def q_config(iterations: int, log_every: int, twin=None, learning_rate: float | None = None) -> dt.QLearningConfig:
     return dt.QLearningConfig(
         total_timesteps=iterations,
         num_envs=1,
         log_every=log_every,
-        learning_rate=HYPER["learning_rate"],
+        learning_rate=HYPER["learning_rate"] if learning_rate is None else learning_rate,
         q_init=HYPER["q_init"],
         gamma=HYPER["gamma"],
         epsilon_start=HYPER["epsilon"],
@@ -205,13 +226,18 @@ def median_or_none(values: list[float | None]) -> float | None:
 
 
 def run_variant(kind: str, phi: int, n: int, iterations: int, env, params, keys, device, gap_of,
-                delta: int = HYPER["average_every"]) -> dict[str, Any]:
-    """One (algorithm, phi) variant at one N: train all seeds as one vmap, reduce to curves."""
+                delta: int = HYPER["average_every"], learning_rate: float | None = None) -> dict[str, Any]:
+    """One (algorithm, phi) variant at one N: train all seeds as one vmap, reduce to curves.
+
+    ``learning_rate`` overrides ``HYPER["learning_rate"]`` (the label then names it).
+    """
     label = {"ql": "Q-learning", "explore": f"DT exploring QL, phi = {phi}",
              "async": f"DT async QL, phi = {phi}"}[kind]
+    if learning_rate is not None:
+        label += f", lr {learning_rate:g}"
     tag = f"N={n} {label}"
     if kind == "async":
-        cfg = q_config(iterations, delta)
+        cfg = q_config(iterations, delta, learning_rate=learning_rate)
         train = make_async_train(cfg, AsyncQLearningConfig(num_agents=phi, average_every=delta), env, params,
                                  round_fn=gap_of)
         _common.log(f"-- {tag}: {keys.shape[0]} seeds x {iterations:,} iterations x {phi} agents")
@@ -223,7 +249,7 @@ def run_variant(kind: str, phi: int, n: int, iterations: int, env, params, keys,
     else:
         log_every = eval_every(iterations)
         twin = None if kind == "ql" else dt.TwinConfig(num_domains=phi, action_trials=phi)
-        cfg = q_config(iterations, log_every, twin)
+        cfg = q_config(iterations, log_every, twin, learning_rate)
         train = dt.make_train(cfg, env, params)
         _common.log(f"-- {tag}: {keys.shape[0]} seeds x {iterations:,} iterations (evaluated every {log_every})")
         out, compile_s, run_s = _paper.run_seeds(
@@ -235,14 +261,17 @@ def run_variant(kind: str, phi: int, n: int, iterations: int, env, params, keys,
     g_mean, g_std = _paper.curve_stats(gaps)
     r_mean, r_std = _paper.curve_stats(metrics["episode_return"])
     conv = converged_at(x, gaps, HYPER["converged_gap"])
+    exact = converged_at(x, gaps, 0.0)  # our stricter criterion: the greedy order is the optimum and stays
     n_conv = sum(c is not None for c in conv)
+    n_exact = sum(c is not None for c in exact)
     mean_curve_conv = _paper.first_reach(x, -g_mean, -HYPER["converged_gap"], stay=True)
     final = gaps[:, -1]
     idx = thin(x.shape[0], HYPER["stored_points"])  # curves stored thinned; convergence used every point
     x, g_mean, g_std, r_mean, r_std = (a[idx] for a in (x, g_mean, g_std, r_mean, r_std))
     _common.log(
         f"   {tag}: converged {n_conv}/{len(conv)} seeds, median iteration {median_or_none(conv)}, "
-        f"final gap {final.mean():.4f} +- {final.std():.4f}"
+        f"final gap {final.mean():.4f} +- {final.std():.4f}; exact optimum {n_exact}/{len(exact)} seeds, "
+        f"median iteration {median_or_none(exact)}"
     )
     return {
         "label": label,
@@ -266,6 +295,11 @@ def run_variant(kind: str, phi: int, n: int, iterations: int, env, params, keys,
         "converged_fraction": n_conv / len(conv),
         "median_converged_iteration": median_or_none(conv),
         "mean_curve_converged_iteration": mean_curve_conv,
+        "converged_exact_iteration_per_seed": exact,
+        "converged_exact_seeds": n_exact,
+        "converged_exact_fraction": n_exact / len(exact),
+        "median_converged_exact_iteration": median_or_none(exact),
+        "learning_rate": HYPER["learning_rate"] if learning_rate is None else learning_rate,
         "final_gap_mean": float(final.mean()),
         "final_gap_std": float(final.std()),
         "twin_transitions_per_seed": twin_per_seed,
@@ -331,8 +365,73 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--no-async", action="store_true", help="skip asynchronous Q-learning")
     parser.add_argument("--delta", type=int, default=None,
                         help=f"override the averaging period of async Q-learning (default {HYPER['average_every']})")
+    parser.add_argument("--lr-sweep", action="store_true",
+                        help="run only the learning-rate sweep (N = 6, Q-learning and 500 trials; see LR_SWEEP)")
+    parser.add_argument("--lrs", type=float_list, default=None, help="override the swept learning rates")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     return parser
+
+
+def float_list(text: str) -> list[float]:
+    """``"0.02,0.05"`` -> ``[0.02, 0.05]`` (argparse type; every value > 0)."""
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected comma-separated numbers") from err
+    if not values or any(not (v > 0) for v in values):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected numbers > 0")
+    return values
+
+
+def lr_sweep(args, seeds: int, device) -> dict[str, Any]:
+    """The learning-rate sweep: Q-learning and DT exploring QL (phi trials) at each rate, both criteria."""
+    n = args.tasks[0] if args.tasks else LR_SWEEP["num_tasks"]
+    phi = args.phis[0] if args.phis else LR_SWEEP["phi"]
+    ql_its = args.ql_iterations or LR_SWEEP["ql_iterations"]
+    dt_its = args.dt_iterations or LR_SWEEP["dt_iterations"]
+    lrs = tuple(args.lrs or LR_SWEEP["learning_rates"])
+    keys = jax.random.split(jax.random.key(0), seeds)
+    env, params = dt.make(ENV_ID, num_tasks=n)
+    gap_of, frame = gap_fn(params)
+    variants = []
+    for lr in lrs:
+        variants.append(run_variant("ql", 1, n, ql_its, env, params, keys, device, gap_of, learning_rate=lr))
+        variants.append(run_variant("explore", phi, n, dt_its, env, params, keys, device, gap_of, learning_rate=lr))
+    rows = [{"learning_rate": v["learning_rate"], "algorithm": v["algorithm"], "phi": v["phi"],
+             "iterations": v["iterations"],
+             "gap_0.01": {"median": v["median_converged_iteration"], "seeds": v["converged_seeds"]},
+             "exact": {"median": v["median_converged_exact_iteration"], "seeds": v["converged_exact_seeds"]},
+             "final_gap_mean": v["final_gap_mean"], "of": seeds} for v in variants]
+    config = {"num_tasks": n, "phi": phi, "ql_iterations": ql_its, "dt_iterations": dt_its, "learning_rates": list(lrs),
+              "seeds": seeds, "hyper": HYPER, "criteria": CRITERIA,
+              "median": "over seeds, a seed that never meets the criterion counting as infinite (None if fewer "
+                        "than half meet it)"}
+    return {"config": config, "frames": {str(n): frame}, "variants": variants, "summary": {"rows": rows}}
+
+
+def plot_lr_sweep(doc: dict[str, Any], path) -> None:
+    """Greedy gap curves of the sweep: solid Q-learning, dashed phi trials, one colour per learning rate."""
+    cfg = doc["config"]
+    palette = {lr: c for lr, c in zip(cfg["learning_rates"], _paper.COLORS[1:])}
+    series = [{"label": f"{v['label']} (gap<=0.01: {_it(v['median_converged_iteration'])}, exact: "
+                        f"{_it(v['median_converged_exact_iteration'])})",
+               "x": v["x"], "color": palette[v["learning_rate"]],
+               "linestyle": "-" if v["phi"] is None else "--",
+               "mean": [np.nan if y is None else y for y in v["gap_mean"]],
+               "std": [np.nan if y is None else y for y in v["gap_std"]]} for v in doc["variants"]]
+    _paper.plot_curves(
+        path, series, xlabel="iterations (physical steps)", ylabel="normalised gap of the greedy order",
+        title=f"{ENV_ID}, N = {cfg['num_tasks']}: learning-rate sweep", xlog=True, ylog=True,
+        hlines=[(HYPER["converged_gap"], "gap 0.01")],
+        caption=(f"Mean over {cfg['seeds']} seeds (band +-1 std). Legend: median iteration over seeds of our two "
+                 f"criteria (gap stays <= 0.01; greedy order stays the exact optimum), '-' = fewer than half the "
+                 f"seeds. Companion paper Table II (N = 6): 500 trials converge in 102 iterations; Q-learning not "
+                 f"after 25,600 (its criterion and learning rate are not stated)."),
+    )
+
+
+def _it(x: float | None) -> str:
+    return "-" if x is None else f"{x:.0f}"
 
 
 def resolve_plans(args, mode: str) -> dict[int, dict[str, Any]]:
@@ -364,6 +463,21 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _paper.header(NAME, mode, device, f"- {seeds} seeds, N in {sorted(plans)}")
 
     start = time.perf_counter()
+    git = _paper.git_state()  # the code that runs (read before any later edit of the tree)
+    if args.lr_sweep:
+        doc = lr_sweep(args, seeds, device)
+        doc["config"]["mode"] = mode
+        doc.update(device=_common.describe_device(device), git=git, wall_time_s=time.perf_counter() - start,
+                   paper=PAPER)
+        name = f"{NAME}_lr_sweep"
+        _common.write_results(name, doc, args.out, None if args.no_plot else lambda png: plot_lr_sweep(doc, png))
+        _common.log(_common.format_table(
+            ["lr", "algorithm", "budget", "gap<=0.01 median (seeds)", "exact median (seeds)", "final gap"],
+            [[r["learning_rate"], r["algorithm"] + ("" if r["phi"] is None else f" phi={r['phi']}"),
+              f"{r['iterations']:,}", f"{_it(r['gap_0.01']['median'])} ({r['gap_0.01']['seeds']}/{seeds})",
+              f"{_it(r['exact']['median'])} ({r['exact']['seeds']}/{seeds})", f"{r['final_gap_mean']:.4f}"]
+             for r in doc["summary"]["rows"]]))
+        return doc
     keys = jax.random.split(jax.random.key(0), seeds)
     variants, frames = [], {}
     for n, plan in sorted(plans.items()):
@@ -402,7 +516,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "seeds_as": "jax.jit(jax.vmap(per_seed_fn))(keys), per_seed_fn built on dt.make_train's init/run",
         },
         "device": _common.describe_device(device),
-        "git": _paper.git_state(),
+        "git": git,
         "wall_time_s": wall,
         "paper": PAPER,
         "frames": frames,

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
+import numpy as np
 import pytest
 
-from benchmarks import ap_selection, edge_scheduling, multi_uav
+from benchmarks import _common, ap_selection, edge_scheduling, multi_uav
 
 COMMON_KEYS = ("benchmark", "timestamp_utc", "environment", "config", "device", "git", "wall_time_s", "paper",
                "variants", "summary")
@@ -40,7 +42,8 @@ def _check_common(doc: dict, name: str, out) -> dict:
         assert sorted(v["x"]) == v["x"]
         assert _finite_list(v["mean"], allow_none=True) and _finite_list(v["std"], allow_none=True)
         assert any(m is not None for m in v["mean"])
-    assert doc["summary"] == on_disk["summary"]
+    # the file holds the summary as the writer encodes it (floats rounded by _common.compact_json)
+    assert json.loads(_common.compact_json(doc["summary"])) == on_disk["summary"]
     return on_disk
 
 
@@ -49,15 +52,53 @@ def test_ap_selection_smoke(tmp_path):
                              "--trials", "1,2", "--out", str(tmp_path)])
     d = _check_common(doc, "ap_selection", tmp_path)
     assert [v["action_trials"] for v in d["variants"]] == [1, 2]
-    assert d["config"]["seeds"] == 2
+    assert d["config"]["seeds"] == 2 and d["config"]["eval_episodes"] == ap_selection.EVAL_EPISODES
+    assert d["git"]["commit"] and len(d["git"]["commit"]) == 40
+    ref = d["reference_returns"]
+    assert ref["random"] < ref["heuristic"] < ref["tabular_optimum"] < ref["oracle"]
     for v in d["variants"]:
-        assert math.isfinite(v["final_return_mean"]) and math.isfinite(v["final_return_std"])
         assert v["x_label"] == "physical episodes"
+        assert len(v["epsilon"]) == len(v["x"]) and v["epsilon"][0] <= 1.0
+        for name in ("greedy_eval", "greedy_exact"):
+            g = v[name]
+            assert len(g["mean"]) == len(v["x"]) and _finite_list(g["mean"])
+            assert len(g["per_seed"]) == 2 and math.isfinite(g["plateau_mean"])
+            assert set(g["reach_physical_plateau"]) == {"minus_0", "minus_0.5", "minus_1"}
+        # the exact greedy return of a Q-table never exceeds the best tabular policy
+        assert max(v["greedy_exact"]["mean"]) <= ref["tabular_optimum"] + 1e-3
     assert d["variants"][0]["twin"] is None and d["variants"][1]["twin"]["action_trials"] == 2
-    assert len(d["variants"][1]["final_return_per_seed"]) == 2
-    assert d["variants"][0]["paired_gain_over_physical_mean"] == 0.0
+    assert d["variants"][0]["greedy_eval"]["paired_gain_over_physical_mean"] == 0.0
     assert d["paper"]["n5_final_return"] == 85.0
-    assert math.isfinite(d["summary"]["physical_final_return"])
+    assert math.isfinite(d["summary"]["greedy_eval"]["physical_plateau"])
+    assert d["sensitivity"] is None
+    lines = (tmp_path / "ap_selection.json").read_text().splitlines()
+    # compact: number lists on one line, never one number per line
+    assert not [ln for ln in lines if re.fullmatch(r"\s*(-?[0-9.eE+-]+|null),?", ln)]
+
+
+def _fake_run(n, curve, setting):
+    """A ``run_variant``-shaped dict whose greedy curves are ``curve`` (4 seeds) at x = 10, 20, ..."""
+    y = np.tile(np.asarray(curve, np.float64), (4, 1))
+    x = np.tile(10.0 * np.arange(1, y.shape[1] + 1), (4, 1))
+    m = {"physical_episodes": x, "episode_return": y - 5, "eval_return": y, "exact": y,
+         "epsilon": np.zeros_like(y), "twin_transitions": x, "violations": x}
+    return {"label": f"n={n} {setting}", "action_trials": n, "setting": setting, "_m": m, "compile_s": 0.0,
+            "run_s": 0.0}
+
+
+def test_ap_selection_sensitivity_table():
+    """Every setting is measured against the baseline physical plateau; values from hand-made curves."""
+    phys = [0, 5, 8, 10, 10, 10, 10, 10]  # plateau 10, reached at x = 40
+    n5 = [0, 10, 12, 12, 12, 12, 12, 12]  # reaches 10 at x = 20
+    slow = [0, 2, 4, 6, 9, 11, 11, 11]    # reaches 10 at x = 60
+    runs = [_fake_run(1, phys, "baseline"), _fake_run(5, n5, "baseline"),
+            _fake_run(1, slow, "gamma = 0"), _fake_run(5, n5, "gamma = 0")]
+    rows = ap_selection.sensitivity_table(runs, 2, smooth_points=1)
+    assert [(r["setting"], r["action_trials"]) for r in rows] == [
+        ("baseline", 1), ("baseline", 5), ("gamma = 0", 1), ("gamma = 0", 5)]
+    for name in ("greedy_eval", "greedy_exact"):
+        got = [(r[name]["plateau_mean"], r[name]["episodes_to_level"]) for r in rows]
+        assert got == [(10.0, 40.0), (12.0, 20.0), (11.0, 60.0), (12.0, 20.0)]
 
 
 def test_multi_uav_smoke(tmp_path):
@@ -93,3 +134,18 @@ def test_edge_scheduling_smoke(tmp_path):
     frame = d["frames"]["6"]
     assert frame["best_cost"] <= frame["mean_cost"] <= frame["worst_cost"]
     assert d["paper"]["n6_dt_500_trials_iterations"] == 102
+
+
+def test_edge_scheduling_lr_sweep_smoke(tmp_path):
+    doc = edge_scheduling.main(["--quick", "--lr-sweep", "--seeds", "2", "--ql-iterations", "64",
+                                "--dt-iterations", "64", "--phis", "4", "--lrs", "0.05", "--out", str(tmp_path)])
+    d = _check_common(doc, "edge_scheduling_lr_sweep", tmp_path)
+    assert [v["algorithm"] for v in d["variants"]] == ["q_learning", "dt_exploring_q_learning"]
+    assert all(v["learning_rate"] == 0.05 for v in d["variants"])
+    assert set(d["config"]["criteria"]) == {"gap_0.01", "exact"}
+    for r in d["summary"]["rows"]:
+        # the exact-optimum criterion is stricter: never more converged seeds than gap <= 0.01
+        assert r["exact"]["seeds"] <= r["gap_0.01"]["seeds"] <= 2
+    for v in d["variants"]:
+        for c, e in zip(v["converged_iteration_per_seed"], v["converged_exact_iteration_per_seed"]):
+            assert e is None or (c is not None and c <= e)
