@@ -230,7 +230,7 @@ def measures(x: np.ndarray, y: np.ndarray, phys: np.ndarray, level: float, windo
     for t in SETTLE_TOLERANCES:
         per_seed = np.array([conv.settle(x, c, t) for c in conv.smooth(y, window)])
         out["settle_own_plateau"][f"within_{t:g}"] = {"mean_curve": _opt(conv.settle(x, mean, t)),
-                                                      "per_seed": conv._spread(per_seed)}
+                                                      "per_seed": conv.spread(per_seed)}
     return out
 
 

@@ -100,7 +100,9 @@ def settle(x, y, tol: float, *, level: float | None = None, fraction: float = 0.
     return float(x[start + good[0]]) if good.size else float("nan")
 
 
-def _spread(values: np.ndarray) -> dict[str, Any]:
+def spread(values) -> dict[str, Any]:
+    """Mean, std, how many finite and the per-seed values of ``values`` [S] (NaN = not reached)."""
+    values = np.asarray(values, np.float64)
     ok = values[np.isfinite(values)]
     return {
         "mean": float(ok.mean()) if ok.size else None,
@@ -128,7 +130,7 @@ def reach_ratios(x, reference, variant, levels: Sequence[float], *, higher_is_be
     for level in levels:
         r = np.array([first_reach(x, c, level, higher_is_better=higher_is_better) for c in ref])
         v = np.array([first_reach(x, c, level, higher_is_better=higher_is_better) for c in var])
-        rs, vs = _spread(r), _spread(v)
+        rs, vs = spread(r), spread(v)
         ratio = vs["mean"] / rs["mean"] if rs["mean"] and vs["mean"] is not None else None
         row = {"level": float(level), "reference": rs, "variant": vs, "ratio": ratio}
         if r.size == v.size:
