@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 from benchmarks import _common
+from dtrl_jax import convergence
 
 #: Colours of the variants, in order (the physical baseline first, black).
 COLORS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
@@ -87,23 +88,8 @@ def run_seeds(
 
 
 def moving_average(y: np.ndarray, window: int) -> np.ndarray:
-    """Trailing moving average along the last axis (the first points average what exists so far).
-
-    NaNs are ignored (a window with only NaNs gives NaN). ``window <= 1`` returns ``y`` as float.
-    """
-    y = np.asarray(y, np.float64)
-    if window <= 1:
-        return y.copy()
-    valid = np.isfinite(y)
-    filled = np.where(valid, y, 0.0)
-    csum = np.cumsum(filled, axis=-1)
-    ccount = np.cumsum(valid, axis=-1)
-    pad = [(0, 0)] * (y.ndim - 1) + [(window, 0)]
-    csum_lag = np.pad(csum, pad)[..., : y.shape[-1]]
-    ccount_lag = np.pad(ccount, pad)[..., : y.shape[-1]]
-    total, count = csum - csum_lag, ccount - ccount_lag
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+    """Trailing NaN-aware moving average along the last axis: ``dtrl_jax.convergence.smooth``."""
+    return convergence.smooth(y, max(1, int(window)))
 
 
 def curve_stats(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

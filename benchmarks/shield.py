@@ -55,12 +55,10 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import dtrl_jax as dt
 from benchmarks import _common
-from dtrl_jax.agents.exploration import greedy_action
 from dtrl_jax.train import build_agent, inspect_env
 
 NAME = "shield"
@@ -172,36 +170,14 @@ def dqn_config(total_steps: int, log_every: int) -> dt.DQNConfig:
 def make_greedy_eval(agent: Any, env: Any, params: Any, num_episodes: int, max_steps: int) -> Callable:
     """``evaluate(agent_state, key) -> dict`` of the greedy policy on ``num_episodes`` fresh episodes.
 
-    Each episode runs ``max_steps`` steps of ``env.step`` (auto-resetting) and only its first episode
-    is counted (a done mask), so ``max_steps`` must be at least the env's horizon. Ties in Q are broken
-    at random, as in training. Returns per-episode ``return``, ``steps`` and ``violations`` (0 when the
-    env defines none), each ``[num_episodes]``.
+    The library's one greedy rule (``dtrl_jax.evaluate``: argmax Q, random ties, at most
+    ``max_steps`` steps per episode). Returns per-episode ``return``, ``steps`` and ``violations``
+    (0 when the env defines none), each ``[num_episodes]``.
     """
-    has_violation = inspect_env(env, params).has_violation
 
     def evaluate(agent_state, key):
-        def episode(k):
-            k_reset, k_run = jax.random.split(k)
-            obs, state = env.reset(k_reset, params)
-
-            def body(carry, kk):
-                obs, state, ret, viol, steps, done = carry
-                k_act, k_step = jax.random.split(kk)
-                action = greedy_action(k_act, agent.q_values(agent_state, obs))
-                obs, state, reward, terminated, truncated, info = env.step(k_step, state, action, params)
-                alive = ~done
-                ret = ret + jnp.where(alive, reward.astype(jnp.float32), 0.0)
-                if has_violation:
-                    viol = viol + jnp.where(alive, info["violation"].astype(jnp.int32), 0)
-                steps = steps + alive.astype(jnp.int32)
-                done = done | terminated | truncated
-                return (obs, state, ret, viol, steps, done), None
-
-            init = (obs, state, jnp.float32(0.0), jnp.int32(0), jnp.int32(0), jnp.asarray(False))
-            (_, _, ret, viol, steps, _), _ = jax.lax.scan(body, init, jax.random.split(k_run, max_steps))
-            return {"return": ret, "violations": viol, "steps": steps}
-
-        return jax.vmap(episode)(jax.random.split(key, num_episodes))
+        res = dt.evaluate(key, agent, agent_state, env, params, num_episodes, max_steps=max_steps)
+        return {"return": res.returns, "violations": res.violations, "steps": res.lengths}
 
     return evaluate
 

@@ -8,6 +8,7 @@
 
 from dtrl_jax.config import DQNConfig, QLearningConfig, TwinConfig
 from dtrl_jax.envs import make, registered_envs
+from dtrl_jax.evaluate import EvalResult, act, evaluate, make_policy
 from dtrl_jax.train import RunnerState, TrainResult, make_train
 
 __version__ = "0.1.0"
@@ -16,9 +17,13 @@ __all__ = [
     "DQNConfig",
     "QLearningConfig",
     "TwinConfig",
+    "EvalResult",
     "RunnerState",
     "TrainResult",
+    "act",
+    "evaluate",
     "make",
+    "make_policy",
     "make_train",
     "registered_envs",
     "__version__",

@@ -227,8 +227,34 @@ class _AgentConfig:
     gamma: float = _traced(0.99, "Discount factor in [0, 1].")
     epsilon_start: float = _traced(1.0, "Exploration rate at step 0, in [0, 1].")
     epsilon_end: float = _traced(0.05, "Exploration rate after the decay, in [0, 1].")
-    epsilon_decay_steps: float = _traced(
-        50_000, "Physical steps over which epsilon decays linearly from epsilon_start to epsilon_end; > 0."
+    exploration_fraction: float = _traced(
+        0.5,
+        "Share of total_timesteps over which epsilon decays linearly from epsilon_start to epsilon_end "
+        "(as in CleanRL/SB3), in (0, 1]; used when epsilon_decay_steps is None. The default 0.5 keeps "
+        "the former fixed 50,000-step decay for the default 100,000-step run.",
+    )
+    epsilon_decay_steps: float | None = _traced(
+        None,
+        "Physical steps over which epsilon decays linearly; > 0. None (default) = "
+        "exploration_fraction * total_timesteps, so the schedule follows the run's length; an explicit "
+        "value wins.",
+    )
+    eval_episodes: int = _static(
+        0,
+        "Greedy evaluation: episodes per seed played at the end of every logging interval on separate "
+        "physical environment instances with the current parameters, inside the compiled program "
+        "(metrics eval_return, eval_length; NaN when 0). Draws from its own key stream, so training is "
+        "bit-identical with evaluation on or off. 0 = off; >= 0.",
+    )
+    eval_epsilon: float = _traced(
+        0.0,
+        "Exploration rate of the evaluation policy, in [0, 1]; 0 (default) = greedy (argmax Q, ties "
+        "broken uniformly at random; see dtrl_jax.evaluate).",
+    )
+    eval_max_steps: int | None = _static(
+        None,
+        "Step bound of one evaluation episode; None = the env's max_steps_in_episode (an env without "
+        "one needs this set). An episode still running at the bound counts with its partial return.",
     )
     check_numerics: bool = _static(
         False,
@@ -260,11 +286,25 @@ class _AgentConfig:
         check_number(o, "gamma", self.gamma, low=0.0, high=1.0)
         check_number(o, "epsilon_start", self.epsilon_start, low=0.0, high=1.0)
         check_number(o, "epsilon_end", self.epsilon_end, low=0.0, high=1.0)
-        check_number(o, "epsilon_decay_steps", self.epsilon_decay_steps, low=0.0, low_open=True)
+        check_number(o, "exploration_fraction", self.exploration_fraction, low=0.0, high=1.0, low_open=True)
+        if self.epsilon_decay_steps is not None:
+            check_number(o, "epsilon_decay_steps", self.epsilon_decay_steps, low=0.0, low_open=True)
+        check_positive_int(o, "eval_episodes", self.eval_episodes, minimum=0)
+        check_number(o, "eval_epsilon", self.eval_epsilon, low=0.0, high=1.0)
+        if self.eval_max_steps is not None:
+            check_positive_int(o, "eval_max_steps", self.eval_max_steps)
         if not isinstance(self.check_numerics, bool):
             raise TypeError(f"{o}.check_numerics={self.check_numerics!r}: expected a bool")
         if self.twin is not None and not isinstance(self.twin, TwinConfig):
             raise TypeError(f"{o}.twin={self.twin!r}: expected None or a TwinConfig")
+
+    @property
+    def decay_steps(self):
+        """Physical steps of the epsilon decay: ``epsilon_decay_steps``, else ``exploration_fraction``
+        of ``total_timesteps`` (traced when either field is traced)."""
+        if self.epsilon_decay_steps is not None:
+            return self.epsilon_decay_steps
+        return self.exploration_fraction * self.total_timesteps
 
     @property
     def num_intervals(self) -> int:
@@ -351,6 +391,12 @@ class DQNConfig(_AgentConfig):
                 "expected batch_size <= buffer_size"
             )
         check_positive_int(o, "learning_starts", self.learning_starts, minimum=0)
+        if self.learning_starts >= self.total_timesteps:
+            raise ValueError(
+                f"{o}.learning_starts={self.learning_starts} is not below total_timesteps="
+                f"{self.total_timesteps}: no gradient step would ever happen; expected learning_starts < "
+                f"total_timesteps (e.g. learning_starts={self.total_timesteps // 10})"
+            )
         check_positive_int(o, "train_every", self.train_every)
         check_positive_int(o, "target_update_every", self.target_update_every)
         check_number(o, "tau", self.tau, low=0.0, high=1.0, low_open=True)

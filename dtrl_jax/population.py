@@ -52,6 +52,8 @@ from gymnax.environments import environment, spaces
 
 from dtrl_jax.agents.networks import NETWORKS
 from dtrl_jax.config import DQNConfig, QLearningConfig
+from dtrl_jax.evaluate import episode_limit
+from dtrl_jax.evaluate import evaluate as play
 from dtrl_jax.train import TrainResult, build_agent, inspect_env, make_train
 from dtrl_jax.twin.global_obs import GlobalObservation
 
@@ -434,7 +436,7 @@ class PopulationResult:
         rows = [None] * len(self.population.members)
         for g, idx in enumerate(self.population.groups):
             arr = np.asarray(self.results[g].metrics[name])
-            for j, i in enumerate(idx):
+            for j, i in enumerate(idx):  # same key for every group: common random numbers
                 rows[i] = arr[j]
         return np.stack(rows)
 
@@ -479,41 +481,25 @@ class Student:
 
 
 def greedy_returns(member: Member, agent_states, env, env_params, episodes: int, key: jax.Array,
-                   max_steps: int = 10_000) -> jax.Array:
-    """Greedy (argmax Q) physical returns ``[P, episodes]`` of ``P`` stacked agent states of one architecture.
+                   max_steps: int | None = None) -> jax.Array:
+    """Greedy physical returns ``[P, episodes]`` of ``P`` stacked agent states of one architecture.
 
-    Jitted and vmapped over agents and episodes; each episode runs until ``terminated or
-    truncated`` (at most ``max_steps`` steps).
+    The one greedy rule of :mod:`dtrl_jax.evaluate` (argmax Q, random ties), jitted and vmapped over
+    agents; every agent plays the same episode keys (common random numbers). ``max_steps`` defaults
+    to the env's ``max_steps_in_episode``.
     """
     wenv, wparams = member.acting_env(env, env_params)
     agent = build_agent(member.config, inspect_env(wenv, wparams))
+    limit = episode_limit(wenv, wparams, max_steps)
 
-    def episode(agent_state, k):
-        k_reset, k_loop = jax.random.split(k)
-        obs, state = wenv.reset(k_reset, wparams)
+    def agent_returns(agent_state):
+        return play(key, agent, agent_state, wenv, wparams, int(episodes), max_steps=limit).returns
 
-        def cond(c):
-            return jnp.logical_and(~c[3], c[4] < max_steps)
-
-        def body(c):
-            obs, state, ret, _, t = c
-            action = jnp.argmax(agent.q_values(agent_state, obs)).astype(jnp.int32)
-            obs, state, r, term, trunc, _ = wenv.step(jax.random.fold_in(k_loop, t), state, action, wparams)
-            return obs, state, ret + r.astype(jnp.float32), jnp.logical_or(term, trunc), t + 1
-
-        c = (obs, state, jnp.float32(0.0), jnp.asarray(False), jnp.int32(0))
-        return jax.lax.while_loop(cond, body, c)[2]
-
-    def agent_returns(agent_state, k):
-        return jax.vmap(episode, in_axes=(None, 0))(agent_state, jax.random.split(k, episodes))
-
-    n = jax.tree.leaves(agent_states)[0].shape[0]
-    keys = jnp.stack([jax.random.fold_in(key, i) for i in range(n)])
-    return jax.jit(jax.vmap(agent_returns))(agent_states, keys)
+    return jax.jit(jax.vmap(agent_returns))(agent_states)
 
 
 def evaluate(members, env, env_params, episodes: int = 10, *, key: jax.Array | None = None,
-             max_steps: int = 10_000) -> np.ndarray:
+             max_steps: int | None = None) -> np.ndarray:
     """Mean greedy physical return per member, in population order (float64 ``[P]``).
 
     ``members``: a :class:`PopulationResult` or a :class:`Student` (then ``[1]``). Every member
@@ -532,10 +518,9 @@ def evaluate(members, env, env_params, episodes: int = 10, *, key: jax.Array | N
     out = np.zeros(len(members.population.members))
     for g, idx in enumerate(members.population.groups):
         m = members.population.members[idx[0]]
-        # Same episode keys for every member: fold the key by position 0 for all.
         rets = greedy_returns(m, members.results[g].runner_state.agent_state, env, env_params, episodes,
                               key, max_steps)
-        for j, i in enumerate(idx):
+        for j, i in enumerate(idx):  # same key for every group: common random numbers
             out[i] = float(np.mean(np.asarray(rets[j])))
     return out
 

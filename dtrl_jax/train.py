@@ -42,6 +42,7 @@ from dtrl_jax.agents.exploration import (
 )
 from dtrl_jax.agents.tabular import TabularQAgent
 from dtrl_jax.config import DQNConfig, QLearningConfig
+from dtrl_jax.evaluate import episode_limit, evaluate
 from dtrl_jax.host_callback import once_per_batch
 from dtrl_jax.memory import check_fits, describe, estimate_from_runner
 from dtrl_jax.sharding import DomainSharding, validate_mesh
@@ -65,7 +66,14 @@ METRIC_NAMES = (
     "twin_ready",
     "sync_events",
     "twin_faults",
+    "eval_return",
+    "eval_length",
 )
+
+#: Folded into the key given to ``train`` to make the evaluation stream (ASCII "eval"): distinct from
+#: the streams ``split(key, 3)`` hands to initialisation, resets and the loop, so evaluating changes
+#: no other random number.
+EVAL_STREAM = 0x6576616C
 
 logger = logging.getLogger("dtrl_jax")
 
@@ -134,6 +142,8 @@ class RunnerState:
       fault_step, fault_code: first physical step with a non-finite quantity (-1: none) and which
         one (see ``NUMERIC_FAULTS``); tracked when ``check_numerics`` is on.
       loop_key: the key whose ``fold_in`` with the step index drives each physical step.
+      eval_key: the key whose ``fold_in`` with the interval index drives that interval's greedy
+        evaluation (carried even when evaluation is off, so the state is the same either way).
       domains: the digital domains' state estimates (leading ``[num_envs, num_domains]``), or None.
     """
 
@@ -154,6 +164,7 @@ class RunnerState:
     fault_code: jax.Array
     domains: Any
     loop_key: jax.Array
+    eval_key: jax.Array
 
 
 @struct.dataclass
@@ -172,7 +183,10 @@ class TrainResult:
         ``twin_ready`` (1 once the twin is in use at the interval's end), ``sync_events``
         (cumulative synchronisations of the different domains while the twin is in use) and
         ``twin_faults`` (cumulative vectorised steps in which a ready twin was unusable: an
-        outage window or a failed health check; those steps were physical-only).
+        outage window or a failed health check; those steps were physical-only), ``eval_return`` and
+        ``eval_length`` (mean undiscounted return and length of the ``eval_episodes`` greedy
+        episodes played at the interval's end with the current parameters, see
+        ``dtrl_jax.evaluate``; NaN when ``eval_episodes`` is 0).
     """
 
     runner_state: RunnerState
@@ -413,7 +427,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         available = ready & ~in_windows(steps, twin.outage_windows if twin is not None else ())
         phys_params = gated_params(env_params, available)
         epsilon = linear_epsilon(
-            steps, config.epsilon_start, config.epsilon_end, config.epsilon_decay_steps
+            steps, config.epsilon_start, config.epsilon_end, config.decay_steps
         )
         q = jax.vmap(agent.q_values, in_axes=(None, 0))(runner.agent_state, runner.obs)
         actions, explored, greedy = jax.vmap(explore_flags_from_bits, in_axes=(0, 0, None))(
@@ -556,12 +570,31 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             twin_ready=acc["ready"].astype(jnp.int32) if twin is not None else jnp.int32(0),
             sync_events=runner.sync_events,
             twin_faults=runner.twin_faults,
+            **evaluation(runner, index),
         )
         if numerics_reporter is not None:
             numerics_reporter({"step": runner.fault_step, "code": runner.fault_code})
         if reporter is not None:
             reporter(metrics)
         return runner, metrics
+
+    eval_limit = episode_limit(env, env_params, config.eval_max_steps) if config.eval_episodes else 0
+
+    def evaluation(runner: RunnerState, index) -> dict[str, jax.Array]:
+        """Greedy episodes on fresh physical envs with the current parameters (own key stream)."""
+        if not config.eval_episodes:
+            nan = jnp.float32(jnp.nan)
+            return dict(eval_return=nan, eval_length=nan)
+        ready = jnp.asarray(True) if twin is None else runner.steps >= twin.ready_after
+        params = gated_params(env_params, ready)  # the view the physical agent has at this point
+        result = evaluate(
+            jax.random.fold_in(runner.eval_key, index), agent, runner.agent_state, env, params,
+            config.eval_episodes, epsilon=config.eval_epsilon, max_steps=eval_limit,
+        )
+        return dict(
+            eval_return=jnp.mean(result.returns),
+            eval_length=jnp.mean(result.lengths.astype(jnp.float32)),
+        )
 
     reporter = None if on_interval is None else once_per_batch(on_interval)
     numerics_reporter = once_per_batch(raise_on_numeric_fault) if config.check_numerics else None
@@ -613,6 +646,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             fault_code=jnp.int32(0),
             domains=domains,
             loop_key=k_loop,
+            eval_key=jax.random.fold_in(key, EVAL_STREAM),
         )
         return runner, jnp.arange(config.num_intervals, dtype=jnp.int32)
 
