@@ -137,12 +137,42 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"object of type {type(obj).__name__} is not JSON serialisable")
 
 
+def _round(x: Any, digits: int) -> Any:
+    if isinstance(x, float) and math.isfinite(x) and x != 0.0:
+        return float(f"{x:.{digits}g}")
+    return x
+
+
+def compact_json(doc: Any, *, digits: int = 6, indent: int = 1) -> str:
+    """``doc`` as JSON with every list of scalars on one line and floats to ``digits`` significant digits.
+
+    Objects and lists of objects are indented (readable, diffable); a curve stays one line instead
+    of one number per line. NaN/inf are written as JSON's ``NaN``/``Infinity`` (Python's reader).
+    """
+    plain = json.loads(json.dumps(doc, default=_json_default, allow_nan=True))
+
+    def encode(x: Any, level: int) -> str:
+        pad, inner = " " * (indent * level), " " * (indent * (level + 1))
+        if isinstance(x, dict):
+            if not x:
+                return "{}"
+            items = [f"{inner}{json.dumps(str(k))}: {encode(v, level + 1)}" for k, v in x.items()]
+            return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+        if isinstance(x, list):
+            if all(not isinstance(v, (dict, list)) for v in x):
+                return json.dumps([_round(v, digits) for v in x], allow_nan=True, separators=(",", ":"))
+            return "[\n" + ",\n".join(inner + encode(v, level + 1) for v in x) + "\n" + pad + "]"
+        return json.dumps(_round(x, digits), allow_nan=True)
+
+    return encode(plain, 0)
+
+
 def write_json(
     name: str,
     payload: dict[str, Any],
     out: str | os.PathLike[str] | None = None,
 ) -> Path:
-    """Write ``payload`` as ``<results dir>/<name>.json``, pretty-printed.
+    """Write ``payload`` as ``<results dir>/<name>.json`` (:func:`compact_json`: small, one line per curve).
 
     The file holds ``{"benchmark": name, "timestamp_utc": ..., "environment": environment_info(),
     **payload}``; keys already in ``payload`` win over these three.
@@ -164,7 +194,7 @@ def write_json(
     path = results_dir(out) / f"{name}.json"
     tmp = path.with_suffix(".json.tmp")
     with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(document, fh, indent=2, sort_keys=False, default=_json_default, allow_nan=True)
+        fh.write(compact_json(document))
         fh.write("\n")
     os.replace(tmp, path)
     return path
