@@ -40,6 +40,7 @@ lists) and ``multi_uav.png`` (or under ``--out``).
 from __future__ import annotations
 
 import argparse
+import copy
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -297,39 +298,41 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     _common.log("references (not learned): " + ", ".join(
         f"{k} {v['mean']:.3f}" if isinstance(v, dict) else f"{k} {v:.3f}" for k, v in reference.items()))
     keys = jax.random.split(jax.random.key(0), scale["seeds"])
-    variants = []
-    for k in lookaheads:
-        cfg = make_config(k, scale["episodes"], scale["num_envs"], horizon, hyper)
-        variants.append(run_variant(k, cfg, env, params, keys, device, horizon))
     num_points = scale["episodes"] // scale["num_envs"]
     tail_points = max(1, round(0.1 * num_points))  # final = mean over the last 10 % of the run
-    summary = summarise(variants, tail_points, reference)
-    wall = time.perf_counter() - start
-
     cfg0 = make_config(0, scale["episodes"], scale["num_envs"], horizon, hyper)
-    doc = {
-        "config": {
-            "mode": mode, "env": ENV_ID, "agent": "DQNConfig", "seeds": scale["seeds"],
-            "episodes": scale["episodes"], "num_envs": scale["num_envs"], "lookaheads": list(lookaheads),
-            "hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()},
-            "dqn": {f: (list(getattr(cfg0, f)) if isinstance(getattr(cfg0, f), tuple) else getattr(cfg0, f))
-                    for f in ("learning_rate", "gamma", "hidden_sizes", "loss", "batch_size", "buffer_size",
-                              "learning_starts", "train_every", "target_update_every", "tau", "double_q", "head",
-                              "dueling", "n_step", "reward_scale", "reward_shift", "exploration_fraction",
-                              "epsilon_end", "eval_episodes")},
-            "lookahead_rollouts": ROLLOUTS, "total_timesteps": cfg0.total_timesteps, "log_every": cfg0.log_every,
-            "episode_steps": horizon, "final_over_last_points": tail_points, "mc_episodes": MC_EPISODES,
-            "seeds_as": "jax.jit(jax.vmap(dt.make_train(cfg, env, params)))(keys)",
-        },
-        "device": _common.describe_device(device),
-        "git": _paper.git_state(),
-        "wall_time_s": wall,
-        "paper": PAPER,
-        "reference": reference,
-        "variants": variants,
-        "summary": summary,
+    config = {
+        "mode": mode, "env": ENV_ID, "agent": "DQNConfig", "seeds": scale["seeds"],
+        "episodes": scale["episodes"], "num_envs": scale["num_envs"], "lookaheads": list(lookaheads),
+        "hyper": {k: list(v) if isinstance(v, tuple) else v for k, v in hyper.items()},
+        "dqn": {f: (list(getattr(cfg0, f)) if isinstance(getattr(cfg0, f), tuple) else getattr(cfg0, f))
+                for f in ("learning_rate", "gamma", "hidden_sizes", "loss", "batch_size", "buffer_size",
+                          "learning_starts", "train_every", "target_update_every", "tau", "double_q", "head",
+                          "dueling", "n_step", "reward_scale", "reward_shift", "exploration_fraction",
+                          "epsilon_end", "eval_episodes")},
+        "lookahead_rollouts": ROLLOUTS, "total_timesteps": cfg0.total_timesteps, "log_every": cfg0.log_every,
+        "episode_steps": horizon, "final_over_last_points": tail_points, "mc_episodes": MC_EPISODES,
+        "seeds_as": "jax.jit(jax.vmap(dt.make_train(cfg, env, params)))(keys)",
     }
-    _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png: plot(doc, png))
+    raw: list[dict[str, Any]] = []
+    for k in lookaheads:
+        cfg = make_config(k, scale["episodes"], scale["num_envs"], horizon, hyper)
+        raw.append(run_variant(k, cfg, env, params, keys, device, horizon))
+        # Results are written after every variant (a long CPU run keeps what it finished).
+        variants = copy.deepcopy(raw)
+        summary = summarise(variants, tail_points, reference)
+        doc = {
+            "config": {**config, "lookaheads_done": [v["lookahead"] for v in raw]},
+            "device": _common.describe_device(device),
+            "git": _paper.git_state(),
+            "wall_time_s": time.perf_counter() - start,
+            "paper": PAPER,
+            "reference": reference,
+            "variants": variants,
+            "summary": summary,
+        }
+        _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png, d=doc: plot(d, png))
+    wall = doc["wall_time_s"]
     rows = [
         [v["label"], f"{v['final_mbps_mean']:.3f} +- {v['final_mbps_std']:.3f}",
          f"{v['paired_gain_over_physical']['mean']:+.3f} +- {v['paired_gain_over_physical']['std']:.3f}",
