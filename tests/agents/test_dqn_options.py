@@ -216,6 +216,7 @@ def _bandit_run(head, **over):
     return outs, np.asarray(q), best
 
 
+@pytest.mark.slow
 def test_branching_head_learns_a_product_bandit_the_joint_head_does_not():
     _, _, best_branching = _bandit_run("auto")  # the env declares factors: branching
     _, _, best_joint = _bandit_run("joint")
@@ -224,6 +225,7 @@ def test_branching_head_learns_a_product_bandit_the_joint_head_does_not():
 
 
 def test_value_normalisation_keeps_q_values_and_metrics_in_env_units():
+    # also the fast variant of the test above: the branching head finds the best of 1,296 actions
     outs, q, best = _bandit_run("auto", reward_scale=20.0, reward_shift=0.5, gamma=0.5)
     np.testing.assert_allclose(best, 1.0)
     # gamma matters only through the offset (every episode terminates): Q(s, a) = r(a), env units
