@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -331,8 +332,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "variants": variants,
             "summary": summary,
         }
-        _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png, d=doc: plot(d, png))
+        path = _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png, d=doc: plot(d, png))
     wall = doc["wall_time_s"]
+    doc = json.loads(path.read_text(encoding="utf-8"))  # what was written (rounded): the caller sees the file
     rows = [
         [v["label"], f"{v['final_mbps_mean']:.3f} +- {v['final_mbps_std']:.3f}",
          f"{v['paired_gain_over_physical']['mean']:+.3f} +- {v['paired_gain_over_physical']['std']:.3f}",
