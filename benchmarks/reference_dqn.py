@@ -62,6 +62,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
 def config_from_dqn(cfg: Any) -> dict[str, Any]:
     """The reference config with every hyper-parameter read from a ``dtrl_jax.DQNConfig`` (duck-typed)."""
     out = {k: getattr(cfg, k) for k in DEFAULT_CONFIG}
+    out["epsilon_decay_steps"] = getattr(cfg, "decay_steps", out["epsilon_decay_steps"])  # None = fraction of the run
     for k in ("learning_rate", "max_grad_norm", "gamma", "epsilon_start", "epsilon_end", "epsilon_decay_steps", "tau"):
         out[k] = float(out[k])
     out["hidden_sizes"] = tuple(out["hidden_sizes"])

@@ -14,7 +14,10 @@ physical steps, seeds as one ``jax.vmap`` over keys, the same seeds in every arm
 * ``physical``: ``twin=None``, plain physical Q-learning;
 * ``twin_no_shield``: ``TwinConfig(num_domains=2)``, the twin present but no feature on (by
   construction the same program as ``physical``; the JSON records whether the curves agree exactly);
-* ``shield``: ``TwinConfig(num_domains=2, shield=True)``;
+* ``shield``: ``TwinConfig(num_domains=2, shield=True)``; tabular Q learns each vetoed action's twin
+  transition (the risk is learned in the twin without its physical consequence);
+* ``shield_checked``: the same with the per-env health check (``health_samples=4``), which gates the
+  shield: on this stochastic env a right twin must keep passing it (``twin_faults`` near 0);
 * ``trials5``: ``TwinConfig(num_domains=5, action_trials=5)`` (the control of the next arm);
 * ``shield_trials5``: ``TwinConfig(num_domains=5, action_trials=5, shield=True)``.
 
@@ -59,6 +62,7 @@ import numpy as np
 
 import dtrl_jax as dt
 from benchmarks import _common
+from dtrl_jax.storage import twin_capacity_per_domain
 from dtrl_jax.train import build_agent, inspect_env
 
 NAME = "shield"
@@ -75,6 +79,8 @@ KEPT_METRICS: tuple[str, ...] = (
     "violations",
     "shielded",
     "twin_ready",
+    "twin_faults",
+    "eval_return",
 )
 
 #: Per-mode scale. ``ql_steps`` / ``dqn_steps``: physical steps per seed (the same in every arm);
@@ -86,6 +92,7 @@ MODES: dict[str, dict[str, Any]] = {
         "dqn_steps": 10_000,
         "log_every": 1_000,
         "eval_episodes": 8,
+        "curve_eval_episodes": 2,
         "agents": ("ql",),
     },
     "default": {
@@ -94,6 +101,7 @@ MODES: dict[str, dict[str, Any]] = {
         "dqn_steps": 150_000,
         "log_every": 1_000,
         "eval_episodes": 32,
+        "curve_eval_episodes": 4,
         "agents": ("ql",),
     },
     "full": {
@@ -102,6 +110,7 @@ MODES: dict[str, dict[str, Any]] = {
         "dqn_steps": 500_000,
         "log_every": 10_000,
         "eval_episodes": 64,
+        "curve_eval_episodes": 8,
         "agents": ("ql", "dqn"),
     },
 }
@@ -112,6 +121,7 @@ QL_ARMS: dict[str, dict[str, Any]] = {
     "physical": {"twin": None, "control": None},
     "twin_no_shield": {"twin": dict(num_domains=2), "control": None},
     "shield": {"twin": dict(num_domains=2, shield=True), "control": "physical"},
+    "shield_checked": {"twin": dict(num_domains=2, shield=True, health_samples=4), "control": "physical"},
     "trials5": {"twin": dict(num_domains=5, action_trials=5), "control": None},
     "shield_trials5": {"twin": dict(num_domains=5, action_trials=5, shield=True), "control": "trials5"},
 }
@@ -126,11 +136,15 @@ DQN_ARMS: dict[str, dict[str, Any]] = {
 # --------------------------------------------------------------------------------------------------
 
 
-def ql_config(total_steps: int, log_every: int) -> dt.QLearningConfig:
-    """Tabular Q-learning as in ``dtrl_jax.demo``: alpha 0.1, gamma 0.9, epsilon 1 -> 0.05 over half the run."""
+def ql_config(total_steps: int, log_every: int, curve_eval_episodes: int = 0) -> dt.QLearningConfig:
+    """Tabular Q-learning as in ``dtrl_jax.demo``: alpha 0.1, gamma 0.9, epsilon 1 -> 0.05 over half the run.
+
+    ``curve_eval_episodes`` greedy episodes per logging interval give the ``eval_return`` curve.
+    """
     return dt.QLearningConfig(
         total_timesteps=total_steps,
         log_every=log_every,
+        eval_episodes=curve_eval_episodes,
         learning_rate=0.1,
         gamma=0.9,
         epsilon_start=1.0,
@@ -139,7 +153,7 @@ def ql_config(total_steps: int, log_every: int) -> dt.QLearningConfig:
     )
 
 
-def dqn_config(total_steps: int, log_every: int) -> dt.DQNConfig:
+def dqn_config(total_steps: int, log_every: int, curve_eval_episodes: int = 0) -> dt.DQNConfig:
     """DQN on the feature observation: 10 envs, gamma 0.9, epsilon 1 -> 0.05 over half the run.
 
     ``learning_starts`` is a tenth of the run (at most the default 10,000) so short runs still learn.
@@ -147,6 +161,7 @@ def dqn_config(total_steps: int, log_every: int) -> dt.DQNConfig:
     return dt.DQNConfig(
         total_timesteps=total_steps,
         log_every=log_every,
+        eval_episodes=curve_eval_episodes,
         num_envs=10,
         learning_rate=5e-4,
         gamma=0.9,
@@ -309,6 +324,7 @@ def summarise_arm(metrics: dict[str, np.ndarray], ev: dict[str, np.ndarray], smo
         "episode_return_smoothed": _curve(moving_average(ret, smooth)),
         "smoothing_window_intervals": smooth,
         "epsilon": [float(v) for v in metrics["epsilon"][0]],
+        "greedy_eval_return": _curve(metrics["eval_return"].astype(np.float64)),
     }
     summary = {
         "physical_steps": total_steps,
@@ -329,6 +345,10 @@ def summarise_arm(metrics: dict[str, np.ndarray], ev: dict[str, np.ndarray], smo
         "greedy_eval_return": mean_std(ev["return"].astype(np.float64).mean(axis=1)),
         "greedy_eval_violations_per_1k_steps": mean_std(eval_viol / np.maximum(eval_steps, 1) * 1000.0),
         "greedy_eval_episodes_per_seed": int(ev["return"].shape[1]),
+        # plateau of the in-loop greedy curve (mean of its last quarter per seed; NaN when off)
+        "greedy_curve_plateau": mean_std(np.nanmean(
+            metrics["eval_return"][:, -max(1, metrics["eval_return"].shape[1] // 4):].astype(np.float64), axis=1)),
+        "twin_faults": mean_std(metrics["twin_faults"][:, -1]),
         # episode_return is NaN only in intervals where no episode finished.
         "all_finite": bool(
             np.all(np.isfinite(viol)) and np.all(np.isfinite(ev["return"])) and np.any(finished > 0)
@@ -370,15 +390,15 @@ def compare(arm: dict[str, Any], control: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_agent(agent_name: str, *, steps: int, log_every: int, seeds: int, eval_episodes: int,
-              arms: Sequence[str] | None = None) -> dict[str, Any]:
+              arms: Sequence[str] | None = None, curve_eval_episodes: int = 0) -> dict[str, Any]:
     """Train and evaluate every arm of ``agent_name`` (``"ql"`` or ``"dqn"``); returns its JSON section."""
     if agent_name == "ql":
         env, params = dt.make(ENV_ID)
-        base = ql_config(steps, log_every)
+        base = ql_config(steps, log_every, curve_eval_episodes)
         table = QL_ARMS
     elif agent_name == "dqn":
         env, params = dt.make(ENV_ID, observation="features")
-        base = dqn_config(steps, log_every)
+        base = dqn_config(steps, log_every, curve_eval_episodes)
         table = DQN_ARMS
     else:
         raise ValueError(f"unknown agent {agent_name!r}; expected 'ql' or 'dqn'")
@@ -391,6 +411,10 @@ def run_agent(agent_name: str, *, steps: int, log_every: int, seeds: int, eval_e
         "seeds": seeds,
         "log_every": log_every,
         "eval_episodes": eval_episodes,
+        "curve_eval_episodes": curve_eval_episodes,
+        # Tabular Q learns each vetoed action's twin transition; DQN's shield only vetoes (its twin
+        # replay has no buffer for them).
+        "vetoed_transitions_learned": agent_name == "ql",
         "timestamp_utc": _common.utc_timestamp(),
         "env_id": ENV_ID,
         "observation": params.observation,
@@ -407,6 +431,10 @@ def run_agent(agent_name: str, *, steps: int, log_every: int, seeds: int, eval_e
         (metrics, ev), compile_s, run_s = compile_and_run(fn, keys)
         entry = summarise_arm(metrics, ev, smooth)
         entry["twin"] = twin_kw
+        if agent_name == "dqn" and cfg.twin is not None and cfg.twin.uses_trials:
+            # the twin replay window (dtrl_jax.storage.twin_capacity_per_domain)
+            entry["twin_buffer_per_domain"] = twin_capacity_per_domain(
+                cfg.buffer_size, cfg.twin.twin_buffer_size, cfg.twin.action_trials - 1, cfg.num_envs)
         entry["compile_s"] = compile_s
         entry["run_s"] = run_s
         entry["physical_steps_per_s_all_seeds"] = steps * seeds / run_s
@@ -416,7 +444,7 @@ def run_agent(agent_name: str, *, steps: int, log_every: int, seeds: int, eval_e
             f"[{agent_name}] {name:<15} viol/1k first10% {s['violations_per_1k_steps']['first_10pct']['mean']:7.1f}"
             f" last10% {s['violations_per_1k_steps']['last_10pct']['mean']:6.1f}  total {s['total_violations']['mean']:9.0f}"
             f"  shielded {s['total_shielded']['mean']:8.0f}  train ret {s['final_training_return']['mean']:6.1f}"
-            f"  greedy ret {s['greedy_eval_return']['mean']:6.1f}  (compile {compile_s:.0f}s, run {run_s:.0f}s)"
+            f"  greedy ret {s['greedy_eval_return']['mean']:6.1f}  faults {s['twin_faults']['mean']:5.0f}  (compile {compile_s:.0f}s, run {run_s:.0f}s)"
         )
     for name in names:
         control = table[name]["control"]
@@ -486,17 +514,18 @@ _STYLES = {
     "physical": dict(color="tab:blue"),
     "twin_no_shield": dict(color="tab:cyan", linestyle=":"),
     "shield": dict(color="tab:red"),
+    "shield_checked": dict(color="tab:purple", linestyle=":"),
     "trials5": dict(color="tab:green"),
     "shield_trials5": dict(color="tab:orange"),
 }
 
 
 def plot(doc: dict[str, Any], path: Path, title: str) -> Path:
-    """Two panels: cumulative violations vs physical steps; training return vs physical episodes."""
+    """Three panels: cumulative violations vs physical steps; training and greedy return vs physical episodes."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(13, 5), layout="constrained")
-    ax_v, ax_r = fig.subplots(1, 2)
+    fig = Figure(figsize=(18, 5), layout="constrained")
+    ax_v, ax_r, ax_g = fig.subplots(1, 3)
     for agent_name, section in doc["agents"].items():
         dashed = agent_name == "dqn"
         for arm, entry in section.get("arms", {}).items():
@@ -517,13 +546,22 @@ def plot(doc: dict[str, Any], path: Path, title: str) -> Path:
             ok = np.isfinite(m)
             (line,) = ax_r.plot(xe[ok], m[ok], label=label, lw=1.4, **style)
             ax_r.fill_between(xe[ok], (m - s)[ok], (m + s)[ok], color=line.get_color(), alpha=0.15, lw=0)
+            g = c.get("greedy_eval_return")
+            if g is not None:
+                m, s = (np.asarray(g[k], dtype=np.float64) for k in ("mean", "std"))
+                ok = np.isfinite(m)
+                (line,) = ax_g.plot(xe[ok], m[ok], label=label, lw=1.4, **style)
+                ax_g.fill_between(xe[ok], (m - s)[ok], (m + s)[ok], color=line.get_color(), alpha=0.15, lw=0)
     ax_v.set_xlabel("physical steps")
     ax_v.set_ylabel("cumulative physical violations (failed URLLC tasks)")
     ax_v.set_title("Physical safety violations (mean ± std over seeds)")
     ax_r.set_xlabel("physical episodes")
     ax_r.set_ylabel("physical episode return (training, moving average)")
     ax_r.set_title("Training return (mean ± std over seeds)")
-    for ax in (ax_v, ax_r):
+    ax_g.set_xlabel("physical episodes")
+    ax_g.set_ylabel("greedy return (eval_return, no shield)")
+    ax_g.set_title("Greedy evaluation at each interval (mean ± std over seeds)")
+    for ax in (ax_v, ax_r, ax_g):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
@@ -620,6 +658,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 seeds=cfg["seeds"],
                 eval_episodes=cfg["eval_episodes"],
                 arms=arms,
+                curve_eval_episodes=cfg["curve_eval_episodes"],
             )
             agents[agent_name]["mode"] = mode
             agents[agent_name]["wall_time_s"] = time.perf_counter() - t_agent
@@ -640,7 +679,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "with the twin's shield on/off at equal physical steps; seeds as one jax.vmap over keys. "
             "final_training_return = mean return of the episodes finished in the last 10% of training "
             "(epsilon-greedy, shield active); greedy_eval_return = the final agent's greedy policy on "
-            "fresh physical episodes (no shield)."
+            "fresh physical episodes (no shield); curves.greedy_eval_return = the in-loop greedy evaluation "
+            "(eval_return, curve_eval_episodes per interval). QL shield arms learn each vetoed action's twin "
+            "transition (vetoed_transitions_learned); shield_checked adds the per-env health check."
         ),
         "config": {
             "mode": mode,

@@ -78,14 +78,19 @@ class TwinConfig:
     )
     twin_buffer_size: int | None = _static(
         None,
-        "Capacity of the twin storage (all trial domains together) for DQN; None = the agent's "
-        "buffer_size.",
+        "Capacity of the twin storage for DQN, all trial domains together (split evenly). None = "
+        "buffer_size per trial domain: each twin buffer then spans the same last buffer_size / "
+        "num_envs physical steps as the physical buffer, so twin data is neither staler nor fresher "
+        "than physical data (dtrl_jax.storage.twin_capacity_per_domain).",
     )
     sync_every: int = _static(
         1,
         "Different domains copy the physical state every sync_every physical steps and otherwise "
         "simulate the physical agent's actions on their own (their trials and rollouts start from "
-        "their own states); 1 = always synchronised. The identical domain 0 mirrors every step.",
+        "their own states); 1 = always synchronised. The identical domain 0 mirrors every step. "
+        "Counted like every schedule in physical steps summed over num_envs: a sync at each "
+        "vectorised step that crosses a multiple of sync_every, so each env syncs about every "
+        "sync_every / num_envs of its own steps (every step when sync_every <= num_envs).",
     )
     state_noise_std: float = _traced(
         0.0, "Std of Gaussian noise added to every float leaf of the state copied at each sync; >= 0."
@@ -127,11 +132,42 @@ class TwinConfig:
         "Twin divergence injection: ((start, end, std), ...) windows [start, end) in which std is "
         "added to the state-noise std of every synchronisation.",
     )
+    health_samples: int = _static(
+        0,
+        "Twin health check, per environment: each step the identical domain draws this many outcomes "
+        "(next observation, reward, termination) of the physical action from its estimate of s_t; the "
+        "rank of the physical outcome among them gives a p-value that is exactly uniform when the twin "
+        "is right, on stochastic as on deterministic envs (DigitalSpace.health_check). When the running "
+        "mean of its surprise -log(p) over about health_window steps exceeds health_threshold, that "
+        "env's twin is unhealthy: its steps are physical-only and its shield and global view are off. "
+        "Detects a wrong one-step outcome distribution (mismatched params of domain 0, a noisy, stale "
+        "or broken identical-domain state, non-finite twin output); cannot detect errors that show only "
+        "after several steps, in parts of the state no observation, reward or termination reveals "
+        "within a step, or in the different domains' own params, nor shifts too small or rare to move "
+        "the running mean within the window. 0 = off (unless max_divergence is set); 4 to 8 advised.",
+    )
+    health_window: float = _traced(
+        200.0,
+        "Time constant, in each env's own steps, of the running mean of the health check's surprise "
+        "-log(p) (an exponential average with weight 1 / health_window, starting at 1 and clipped at "
+        "2 * health_threshold - 1); >= 1. Longer: fewer false alarms and finer faults caught, slower "
+        "detection (about health_window steps for a gross fault) and recovery (health_window * log 2 "
+        "steps once the twin is right again).",
+    )
+    health_threshold: float = _traced(
+        1.3,
+        "An env's twin is unhealthy while the running mean surprise exceeds this; > 1. A right twin's "
+        "surprise is Exp(1): mean 1, running-mean std about 1 / sqrt(2 * health_window) (0.05 at 200, "
+        "so 1.3 is 6 std); a twin whose outcome never matches its K draws has mean 1 + log(K + 1).",
+    )
     max_divergence: float | None = _static(
         None,
-        "Twin health check: each step the identical domain predicts the physical next observation; "
-        "if it is off by more than this (max abs over float features, any mismatch for discrete "
-        "ones) the twin is treated as diverged and the step is physical-only. None = no check.",
+        "Hard per-step health bound, per environment: a step whose physical outcome is farther than "
+        "this from every one of the identical domain's draws (max abs difference over float "
+        "components; 1 for any mismatch of integer or boolean ones, so any value < 1 asks for an "
+        "exact match of a discrete observation) is physical-only at once, with no running mean. "
+        "Fit for deterministic envs and gross faults (bursts); on a stochastic env with discrete "
+        "observations it fires whenever no draw matches. None = no bound.",
     )
     share_global_obs: bool = _static(
         False,
@@ -183,6 +219,9 @@ class TwinConfig:
             check_number(o, "burst_windows std", window[2], low=0.0)
         if self.max_divergence is not None:
             check_number(o, "max_divergence", self.max_divergence, low=0.0, low_open=True)
+        check_positive_int(o, "health_samples", self.health_samples, minimum=0)
+        check_number(o, "health_window", self.health_window, low=1.0)
+        check_number(o, "health_threshold", self.health_threshold, low=1.0, low_open=True)
         for flag in ("average_rollouts", "shield", "share_global_obs"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{o}.{flag}={getattr(self, flag)!r}: expected a bool")
@@ -197,12 +236,18 @@ class TwinConfig:
 
     @property
     def uses_domains(self) -> bool:
-        """Whether any feature needs the digital domains to run at all."""
-        return self.uses_trials or self.uses_lookahead or self.shield
+        """Whether any feature needs the digital domains to run at all (a health check needs the
+        identical domain, e.g. to gate the global view)."""
+        return self.uses_trials or self.uses_lookahead or self.shield or self.health_checked
 
     @property
     def health_checked(self) -> bool:
-        return self.max_divergence is not None
+        return self.health_samples > 0 or self.max_divergence is not None
+
+    @property
+    def health_draws(self) -> int:
+        """Draws of the identical domain per health check (1 with only max_divergence set)."""
+        return max(self.health_samples, 1)
 
     @property
     def branches(self) -> int:

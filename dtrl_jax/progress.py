@@ -95,6 +95,8 @@ class ProgressBar:
         ret = np.asarray(row["episode_return"], dtype=np.float64)
         if np.any(np.isfinite(ret)):
             self._last_return = float(np.nanmean(ret))
+        greedy = np.asarray(row.get("eval_return", np.nan), dtype=np.float64)
+        greedy = float(np.nanmean(greedy)) if np.any(np.isfinite(greedy)) else math.nan
         with self._lock:
             if self._first is None:
                 self._first = (now, steps)
@@ -102,7 +104,8 @@ class ProgressBar:
             else:
                 t0, s0 = self._first
                 rate = (steps - s0) * self.seeds / max(now - t0, 1e-9)
-            self.last = {"steps": steps, "episodes": episodes, "episode_return": self._last_return, "rate": rate}
+            self.last = {"steps": steps, "episodes": episodes, "episode_return": self._last_return, "rate": rate,
+                         "eval_return": greedy}
             done = steps >= self.total
             gap = 0.1 if self.tty else self.min_interval_s
             if not done and now - self._last_print < gap:
@@ -120,6 +123,8 @@ class ProgressBar:
         bar = "#" * filled + "." * (self.width - filled)
         eta = (self.total - d["steps"]) * self.seeds / d["rate"] if d["rate"] and d["rate"] > 0 else math.nan
         ret = "-" if not math.isfinite(d["episode_return"]) else f"{d['episode_return']:.4g}"
+        if math.isfinite(d.get("eval_return", math.nan)):
+            ret = f"{ret} | greedy {d['eval_return']:.4g}"
         prefix = f"{self.label} " if self.label else ""
         return (
             f"{prefix}[{bar}] {frac:4.0%} steps {d['steps']:,}/{self.total:,} | episodes {d['episodes']:,.0f} "
@@ -146,6 +151,50 @@ class ProgressBar:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class Ticker:
+    """A "compiling ..." line with the elapsed time while the main thread is busy (XLA compiles).
+
+    On a terminal the line is redrawn every second; elsewhere a line is printed every ``every_s``
+    seconds. ``with Ticker("compiling"): ...``; ``ticker.elapsed`` holds the time taken.
+    """
+
+    def __init__(self, text: str, *, stream: TextIO | None = None, enabled: bool = True, every_s: float = 10.0):
+        self.text, self.enabled, self.every_s = text, enabled, every_s
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.elapsed = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _line(self, seconds: float) -> str:
+        return f"{self.text} ... {seconds:.0f} s"
+
+    def _run(self, t0: float) -> None:
+        gap = 1.0 if self.tty else self.every_s
+        while not self._stop.wait(gap):
+            line = self._line(time.perf_counter() - t0)
+            self.stream.write(("\r\x1b[2K" + line) if self.tty else line + "\n")
+            self.stream.flush()
+
+    def __enter__(self) -> Ticker:
+        self._t0 = time.perf_counter()
+        if self.enabled:
+            self.stream.write(f"{self.text} ..." + ("" if self.tty else "\n"))
+            self.stream.flush()
+            self._thread = threading.Thread(target=self._run, args=(self._t0,), daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.elapsed = time.perf_counter() - self._t0
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            done = f"{self.text}: done in {self.elapsed:.1f} s"
+            self.stream.write(("\r\x1b[2K" if self.tty else "") + done + "\n")
+            self.stream.flush()
 
 
 class Stopped(Exception):

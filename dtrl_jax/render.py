@@ -1,10 +1,18 @@
-"""Play back a saved agent: greedy returns (``dtrl eval``) and pictures of a UAV episode.
+"""Play back a saved agent: greedy returns (``dtrl eval``) and pictures of an episode.
 
 ``load_agent(run_dir)`` rebuilds the environment and agent of a run folder from its
 ``config.json`` and restores the physical agent's parameters from the newest good checkpoint.
-``greedy_returns`` plays E greedy episodes per seed on the *physical* environment (one ``vmap``
-over seeds x episodes); ``uav_episode`` records one greedy ``MultiUAV`` episode and
-``draw_uav_episode`` / ``animate_uav_episode`` turn it into a PNG / GIF.
+``greedy_returns`` plays E greedy episodes per seed on the *physical* environment with
+``dtrl_jax.evaluate.evaluate`` (the one greedy rule of the project: argmax, random tie-breaking).
+
+Pictures (``dtrl eval --render``), one per environment family:
+
+* MultiUAV: ``uav_episode`` + ``draw_uav_episode`` (trajectories) / ``animate_uav_episode`` (GIF;
+  the artists are built once and only their data change per frame).
+* AccessPointSelection: ``ap_episode`` + ``draw_ap_episode``: the vehicle's position over time on
+  the road, coloured by the chosen AP, over the APs' coverage bands; failed tasks marked.
+* EdgeTaskScheduling: ``draw_schedule``: a Gantt chart of the greedy task order (upload on the
+  shared link, then computation on the edge server), with each task's deadline.
 """
 
 from __future__ import annotations
@@ -17,11 +25,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from dtrl_jax.agents.exploration import greedy_action
+from dtrl_jax.evaluate import evaluate, policy_action
 from dtrl_jax.runs import RunError, RunSpec, latest_checkpoint, load_run
 from dtrl_jax.train import build_agent, inspect_env, make_train
 
 UAV_ENVS = ("MultiUAV-v0", "MultiUAVPartial-v0")
+AP_ENVS = ("AccessPointSelection-v0",)
+EDGE_ENVS = ("EdgeTaskScheduling-v0",)
+RENDERABLE = UAV_ENVS + AP_ENVS + EDGE_ENVS
 
 
 @dataclasses.dataclass
@@ -90,27 +101,42 @@ def greedy_returns(saved: SavedAgent, episodes: int, key: jax.Array, max_steps: 
     env, params, agent = saved.env, saved.params, saved.agent
     max_steps = max_steps or default_max_steps(saved)
 
-    def episode(agent_state, key):
+    def per_seed(agent_state, k):
+        out = evaluate(k, agent, agent_state, env, params, episodes, max_steps=max_steps)
+        return out.returns, out.finished
+
+    keys = jax.random.split(key, saved.seeds)
+    ret, finished = jax.jit(jax.vmap(per_seed))(saved.agent_state, keys)
+    return np.asarray(ret), np.asarray(finished)
+
+
+def _greedy(agent, agent_state, k, obs):
+    return policy_action(agent, agent_state, jax.random.bits(k, (3,), jnp.uint32), obs)
+
+
+def record_episode(saved: SavedAgent, key: jax.Array, seed_index: int = 0, steps: int | None = None):
+    """One greedy episode without auto-reset: ``(first_state, states [T], actions [T], rewards [T],
+    infos [T], alive [T])`` (``alive[t]``: the episode had not ended before step t)."""
+    env, params, agent = saved.env, saved.params, saved.agent
+    agent_state = jax.tree.map(lambda x: x[seed_index], saved.agent_state)
+    steps = steps or default_max_steps(saved)
+
+    def run(key):
         k_reset, k_run = jax.random.split(key)
         obs, state = env.reset(k_reset, params)
 
         def step(carry, k):
-            obs, state, ret, alive = carry
+            obs, state, alive = carry
             k_act, k_env = jax.random.split(k)
-            action = greedy_action(k_act, agent.q_values(agent_state, obs))
-            obs, state, reward, terminated, truncated, _ = env.step(k_env, state, action, params)
-            ret = ret + jnp.where(alive, reward.astype(jnp.float32), 0.0)
-            alive = alive & ~(terminated | truncated)
-            return (obs, state, ret, alive), None
+            action = _greedy(agent, agent_state, k_act, obs)
+            obs, new, reward, done, info = env.step_env(k_env, state, action, params)
+            return (obs, new, alive & ~done), (new, action, reward, info, alive)
 
-        carry = (obs, state, jnp.float32(0.0), jnp.asarray(True))
-        (_, _, ret, alive), _ = jax.lax.scan(step, carry, jax.random.split(k_run, max_steps))
-        return ret, ~alive
+        _, (states, actions, rewards, infos, alive) = jax.lax.scan(
+            step, (obs, state, jnp.asarray(True)), jax.random.split(k_run, steps))
+        return state, states, actions, rewards, infos, alive
 
-    keys = jax.random.split(key, (saved.seeds, episodes))
-    per_seed = jax.vmap(episode, in_axes=(None, 0))
-    ret, finished = jax.jit(jax.vmap(per_seed))(saved.agent_state, keys)
-    return np.asarray(ret), np.asarray(finished)
+    return jax.device_get(jax.jit(run)(key))
 
 
 def uav_episode(saved: SavedAgent, key: jax.Array, seed_index: int = 0) -> dict[str, np.ndarray]:
@@ -122,30 +148,12 @@ def uav_episode(saved: SavedAgent, key: jax.Array, seed_index: int = 0) -> dict[
     """
     if saved.spec.env_id not in UAV_ENVS and not hasattr(saved.raw_params, "num_uavs"):
         raise RunError(f"--render draws MultiUAV episodes; this run's env is {saved.spec.env_id}")
-    env, params, agent = saved.env, saved.params, saved.agent
-    agent_state = jax.tree.map(lambda x: x[seed_index], saved.agent_state)
-    steps = default_max_steps(saved)
-
-    def run(key):
-        k_reset, k_run = jax.random.split(key)
-        obs, state = env.reset(k_reset, params)
-
-        def step(carry, k):
-            obs, state = carry
-            k_act, k_env = jax.random.split(k)
-            action = greedy_action(k_act, agent.q_values(agent_state, obs))
-            obs, state, reward, _, _ = env.step_env(k_env, state, action, params)
-            return (obs, state), (state.uav_pos, state.user_pos, reward)
-
-        _, (uav, users, reward) = jax.lax.scan(step, (obs, state), jax.random.split(k_run, steps))
-        uav = jnp.concatenate([state.uav_pos[None], uav])
-        users = jnp.concatenate([state.user_pos[None], users])
-        return uav, users, reward
-
-    uav, users, reward = jax.jit(run)(key)
+    first, states, _, reward, _, _ = record_episode(saved, key, seed_index)
+    uav = np.concatenate([np.asarray(first.uav_pos)[None], np.asarray(states.uav_pos)])
+    users = np.concatenate([np.asarray(first.user_pos)[None], np.asarray(states.user_pos)])
     p = saved.raw_params
     return {
-        "uav": np.asarray(uav), "users": np.asarray(users), "reward": np.asarray(reward),
+        "uav": uav, "users": users, "reward": np.asarray(reward),
         "area": float(p.area_size_m), "hangar": np.asarray([float(p.hangar_x_m), float(p.hangar_y_m)]),
     }
 
@@ -186,15 +194,139 @@ def draw_uav_episode(ep: dict[str, np.ndarray], out, title: str | None = None) -
 
 
 def animate_uav_episode(ep: dict[str, np.ndarray], out, fps: int = 10, every: int = 2) -> Path:
-    """Save a GIF of ``ep`` (every ``every``-th step) with matplotlib's Pillow writer."""
-    from matplotlib.animation import FuncAnimation, PillowWriter
+    """Save a GIF of ``ep`` (every ``every``-th step), blitted.
+
+    The static part of the figure (axes, legend, hangar, users at t=0) is rendered once; each
+    frame restores it and draws only the moving artists (trails, current positions, title), then
+    Pillow writes the frames. ``benchmarks/render_gif.py`` times it against a full redraw per frame.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from PIL import Image
+
+    fig = Figure(figsize=(6.2, 5), dpi=80, layout="constrained")
+    canvas = FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    _draw(ax, ep, upto=0)
+    users, uav = ep["users"], ep["uav"]
+    lines = ax.get_lines()
+    user_trails, uav_trails = lines[: users.shape[1]], lines[users.shape[1]: users.shape[1] + uav.shape[1]]
+    now_users, now_uavs = ax.collections[1], ax.collections[2: 2 + uav.shape[1]]
+    now_users.set_label("users now")
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    moving = [*user_trails, *uav_trails, now_users, *now_uavs, ax.title]
+    for artist in moving:
+        artist.set_animated(True)
+    canvas.draw()  # the static background (animated artists are skipped) and the final layout
+    fig.set_layout_engine("none")
+    background = canvas.copy_from_bbox(fig.bbox)
+
+    steps = list(range(0, len(ep["reward"]) + 1, every))
+    if steps[-1] != len(ep["reward"]):
+        steps.append(len(ep["reward"]))
+    frames = []
+    for t in steps:
+        for j, ln in enumerate(user_trails):
+            ln.set_data(users[: t + 1, j, 0], users[: t + 1, j, 1])
+        for i, ln in enumerate(uav_trails):
+            ln.set_data(uav[: t + 1, i, 0], uav[: t + 1, i, 1])
+            now_uavs[i].set_offsets(uav[t, i][None])
+        now_users.set_offsets(users[t])
+        rate = float(np.mean(ep["reward"][:t])) if t else float("nan")
+        ax.title.set_text(f"greedy episode, step {t}: mean user rate {rate:.2f} Mbps")
+        canvas.restore_region(background)
+        for artist in moving:
+            fig.draw_artist(artist)
+        rgb = np.asarray(canvas.buffer_rgba())[..., :3]
+        frames.append(Image.fromarray(np.ascontiguousarray(rgb)).convert("P", palette=Image.Palette.ADAPTIVE))
+    frames[0].save(out, format="GIF", save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    return Path(out)
+
+
+# ------------------------------------------------------------------------------ access-point selection
+def ap_episode(saved: SavedAgent, key: jax.Array, seed_index: int = 0) -> dict[str, np.ndarray]:
+    """One greedy AccessPointSelection episode: position [T], chosen AP [T], success [T], reward [T]
+    (steps after the episode ended are dropped), and the APs' positions and radii (m)."""
+    first, states, actions, rewards, infos, alive = record_episode(saved, key, seed_index)
+    alive = np.asarray(alive)
+    pos = np.concatenate([[float(first.position)], np.asarray(states.position, np.float64)])[:-1]
+    p = saved.raw_params
+    return {"position": pos[alive], "ap": np.asarray(actions)[alive], "reward": np.asarray(rewards)[alive],
+            "success": np.asarray(infos["success"])[alive], "ap_position": np.asarray(p.ap_position_m),
+            "ap_radius": np.asarray(p.ap_radius_m), "road": float(p.road_length_m)}
+
+
+def draw_ap_episode(ep: dict[str, np.ndarray], out, title: str | None = None) -> Path:
+    """Save a PNG: the vehicle's position per step, coloured by the AP it picked, over coverage bands."""
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.2, 5), layout="constrained")
+    fig = Figure(figsize=(8, 4.6), layout="constrained")
     ax = fig.add_subplot()
-    frames = list(range(0, len(ep["reward"]) + 1, every))
-    if frames[-1] != len(ep["reward"]):
-        frames.append(len(ep["reward"]))
-    anim = FuncAnimation(fig, lambda t: _draw(ax, ep, upto=t), frames=frames)
-    anim.save(out, writer=PillowWriter(fps=fps), dpi=80)
+    t = np.arange(len(ep["position"]))
+    for i, (c, r) in enumerate(zip(ep["ap_position"], ep["ap_radius"])):
+        ax.axhspan(c - r, c + r, color=f"C{i}", alpha=0.12, lw=0)
+        ax.axhline(c, color=f"C{i}", lw=0.6, ls=":")
+    for i in range(len(ep["ap_position"])):
+        pick = ep["ap"] == i
+        ax.scatter(t[pick], ep["position"][pick], color=f"C{i}", s=10, label=f"AP {i}")
+    fail = ~ep["success"].astype(bool)
+    ax.scatter(t[fail], ep["position"][fail], marker="x", color="k", s=22, label="task failed")
+    ax.set_ylim(0, ep["road"])
+    ax.set_xlabel("step")
+    ax.set_ylabel("vehicle position on the road (m); bands: AP coverage")
+    rate = float(np.mean(ep["success"])) if len(t) else float("nan")
+    ax.set_title(title or f"greedy episode: {len(t)} tasks, {rate:.0%} delivered in time, "
+                 f"return {float(np.sum(ep['reward'])):.1f}", fontsize=9)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.savefig(out, dpi=110)
+    return Path(out)
+
+
+# ----------------------------------------------------------------------------------- edge scheduling
+def schedule(saved: SavedAgent, key: jax.Array, seed_index: int = 0) -> dict[str, Any]:
+    """The greedy task order of an EdgeTaskScheduling agent and its timeline (s), in NumPy.
+
+    Tasks are uploaded one after another over the shared link (``size / rate``) and computed in
+    order on the server once uploaded and once the previous one is done (``size * complexity /
+    (1000 * f)``), as ``envs.edge_scheduling.schedule_cost``.
+    """
+    first, _, actions, rewards, infos, _ = record_episode(saved, key, seed_index, steps=1)
+    from dtrl_jax.envs.edge_scheduling import decode_permutation
+
+    p = saved.raw_params
+    order = np.asarray(decode_permutation(int(actions[0]), p.num_tasks))
+    size, comp, dead = (np.asarray(x, np.float64)[order] for x in (first.sizes, first.complexities, first.deadlines))
+    ready = np.cumsum(size) / float(p.rate_mbps)
+    upload_start = np.concatenate([[0.0], ready[:-1]])
+    duration = size * comp / (1000.0 * float(p.frequency_ghz))
+    start, finish, done = np.zeros_like(ready), np.zeros_like(ready), 0.0
+    for j in range(len(order)):
+        start[j] = max(ready[j], done)
+        finish[j] = done = start[j] + duration[j]
+    return {"order": order, "upload": np.stack([upload_start, ready], 1), "compute": np.stack([start, finish], 1),
+            "deadline": dead, "missed": finish > dead, "cost": float(-rewards[0])}
+
+
+def draw_schedule(sched: dict[str, Any], out, title: str | None = None) -> Path:
+    """Save a Gantt chart of :func:`schedule`: one row per task in send order."""
+    from matplotlib.figure import Figure
+
+    n = len(sched["order"])
+    fig = Figure(figsize=(8, 0.5 * n + 1.6), layout="constrained")
+    ax = fig.add_subplot()
+    for row, task in enumerate(sched["order"]):
+        (u0, u1), (c0, c1) = sched["upload"][row], sched["compute"][row]
+        ax.barh(row, u1 - u0, left=u0, color="C0", alpha=0.6, label="upload" if row == 0 else None)
+        ax.barh(row, c1 - c0, left=c0, color="C3" if sched["missed"][row] else "C2",
+                label=("compute" if row == 0 else None))
+        ax.plot([sched["deadline"][row]] * 2, [row - 0.4, row + 0.4], color="k", lw=1.5,
+                label="deadline" if row == 0 else None)
+    ax.set_yticks(range(n), [f"task {t}" for t in sched["order"]])
+    ax.invert_yaxis()
+    ax.set_xlabel("time (s)")
+    missed = int(np.sum(sched["missed"]))
+    ax.set_title(title or f"greedy order {list(map(int, sched['order']))}: cost {sched['cost']:.3g} s, "
+                 f"{missed} deadline(s) missed (red)", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.savefig(out, dpi=110)
     return Path(out)

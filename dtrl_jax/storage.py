@@ -48,23 +48,35 @@ def buffer_add(buffer: ReplayBuffer, batch: Any, enabled=True) -> ReplayBuffer:
     B slots are rewritten with their own old contents and neither ``position`` nor ``size`` moves.
     A ``cond`` that returns either the updated or the untouched buffer makes XLA copy the whole
     buffer at every step; this form touches only the B slots, so the buffer is updated in place.
+    A ``[B]`` bool ``enabled`` adds only the enabled items, packed in their order (a scatter whose
+    disabled items are dropped), e.g. the twin transitions of the envs whose twin is healthy.
     """
     capacity = buffer.capacity
     b = jax.tree.leaves(batch)[0].shape[0]
     if b > capacity:
         raise ValueError(f"cannot add {b} items at once to a buffer of capacity {capacity}")
     jax.tree.map(lambda x, y: chex.assert_equal_shape([x[0], y[0]]), buffer.data, batch)
-    idx = (buffer.position + jnp.arange(b, dtype=jnp.int32)) % capacity
     always = isinstance(enabled, bool) and enabled
+    per_item = not isinstance(enabled, bool) and jnp.ndim(enabled) == 1
+    if per_item:
+        keep = jnp.asarray(enabled, bool)
+        chex.assert_shape(keep, (b,))
+        offset = jnp.cumsum(keep.astype(jnp.int32)) - 1
+        idx = jnp.where(keep, (buffer.position + offset) % capacity, capacity)  # capacity: dropped
+        added = jnp.sum(keep.astype(jnp.int32))
+    else:
+        idx = (buffer.position + jnp.arange(b, dtype=jnp.int32)) % capacity
+        added = b if always else jnp.where(enabled, b, 0)
 
     def write(store, new):
         new = new.astype(store.dtype)
+        if per_item:
+            return store.at[idx].set(new, mode="drop")
         if not always:
             new = jnp.where(enabled, new, store[idx])
         return store.at[idx].set(new)
 
     data = jax.tree.map(write, buffer.data, batch)
-    added = b if always else jnp.where(enabled, b, 0)
     return ReplayBuffer(
         data=data,
         position=(buffer.position + added) % capacity,
@@ -97,9 +109,13 @@ def domain_storage_init(example: Any, num_domains: int, capacity_per_domain: int
 def domain_storage_add(storage: DomainStorage, batch: Any, enabled=True) -> DomainStorage:
     """Add ``batch`` with leaves ``[domains, B, ...]``: domain d's items go to domain d's buffer.
 
-    ``enabled``: as in :func:`buffer_add`, one (traced) flag for every domain.
+    ``enabled``: as in :func:`buffer_add`: one (traced) flag for every domain, or per-item flags
+    ``[B]`` (shared by the domains) or ``[domains, B]``.
     """
-    return DomainStorage(jax.vmap(buffer_add, in_axes=(0, 0, None))(storage.buffers, batch, enabled))
+    if isinstance(enabled, bool) or jnp.ndim(enabled) == 0:
+        return DomainStorage(jax.vmap(buffer_add, in_axes=(0, 0, None))(storage.buffers, batch, enabled))
+    flags = jnp.broadcast_to(jnp.asarray(enabled, bool), (storage.num_domains, jnp.shape(enabled)[-1]))
+    return DomainStorage(jax.vmap(buffer_add)(storage.buffers, batch, flags))
 
 
 def domain_storage_size(storage: DomainStorage) -> jax.Array:
@@ -115,3 +131,19 @@ def domain_storage_sample(storage: DomainStorage, key: jax.Array, batch_size: in
     item = jnp.floor(jax.random.uniform(k_item, (batch_size,)) * size).astype(jnp.int32)
     item = jnp.minimum(item, size - 1)
     return jax.tree.map(lambda x: x[dom, item], storage.buffers.data)
+
+
+def twin_capacity_per_domain(buffer_size: int, twin_buffer_size: int | None, twin_domains: int, num_envs: int) -> int:
+    """Capacity of each trial domain's ring buffer (``TwinConfig.twin_buffer_size``).
+
+    Default (``twin_buffer_size=None``): ``buffer_size`` per domain. Every trial domain receives one
+    transition per env and step, as the physical buffer does, so each twin buffer then spans the same
+    last ``buffer_size / num_envs`` steps as the physical one: a batch's twin share is neither staler
+    nor fresher than its physical share, and "twin data helps" is not confounded with a different
+    replay window (the cost: ``twin_domains`` times the physical buffer's memory). An explicit
+    ``twin_buffer_size`` is the total over the domains, split evenly (a window ``twin_domains`` times
+    shorter at the same total), never less than ``num_envs`` per domain.
+    """
+    if twin_buffer_size is None:
+        return int(buffer_size)
+    return max(int(num_envs), int(twin_buffer_size) // max(int(twin_domains), 1))

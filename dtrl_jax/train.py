@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
-from dtrl_jax.agents.dqn import DQNAgent
+from dtrl_jax.agents.dqn import DQNAgent, crossed
 from dtrl_jax.agents.exploration import (
     epsilon_greedy,
     explore_flags_from_bits,
@@ -48,9 +48,9 @@ from dtrl_jax.memory import check_fits, describe, estimate_from_runner
 from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import Transition, one_step_transition
-from dtrl_jax.twin.global_obs import GlobalObservation
+from dtrl_jax.twin.global_obs import GlobalObservation, GlobalObsParams
 from dtrl_jax.twin.noise import state_noise_std
-from dtrl_jax.twin.space import DigitalSpace
+from dtrl_jax.twin.space import DigitalSpace, surprise
 
 METRIC_NAMES = (
     "physical_steps",
@@ -58,6 +58,8 @@ METRIC_NAMES = (
     "episode_return",
     "episodes_finished",
     "twin_transitions",
+    "twin_transitions_hi",
+    "twin_transitions_lo",
     "loss",
     "updates",
     "epsilon",
@@ -125,6 +127,52 @@ def raise_on_numeric_fault(fault) -> None:
         )
 
 
+#: Exact counts are ``hi * COUNT_BASE + lo`` with int32 ``0 <= lo < COUNT_BASE`` (float32 loses
+#: integers above 2**24 and int32 overflows at 2**31; JAX has no int64 without x64 mode).
+COUNT_BASE = 2**30
+
+
+def count_add(hi: jax.Array, lo: jax.Array, increment) -> tuple[jax.Array, jax.Array]:
+    """``(hi, lo) + increment`` for an exact ``hi * COUNT_BASE + lo`` count (0 <= increment < 2**30)."""
+    total = lo + jnp.asarray(increment, jnp.int32)
+    return hi + total // COUNT_BASE, total % COUNT_BASE
+
+
+def count_value(hi, lo) -> jax.Array:
+    """The float32 value of a ``(hi, lo)`` count (exact below 2**24, then to float32 rounding)."""
+    return jnp.asarray(hi, jnp.float32) * COUNT_BASE + jnp.asarray(lo, jnp.float32)
+
+
+def exact_twin_transitions(metrics) -> "np.ndarray":
+    """The exact cumulative twin transitions of ``train(key).metrics`` (or a metrics row) as int64."""
+    import numpy as np
+
+    hi = np.asarray(metrics["twin_transitions_hi"], np.int64)
+    return hi * COUNT_BASE + np.asarray(metrics["twin_transitions_lo"], np.int64)
+
+
+#: The twin's random roles in one physical step; each gets its own stream (``step_keys``).
+TWIN_KEY_ROLES = ("trials", "shield", "health", "advance", "lookahead")
+
+
+def step_keys(loop_key: jax.Array, t, num_envs: int) -> dict[str, jax.Array]:
+    """The random keys of vectorised physical step ``t``: one independent stream per role.
+
+    ``act`` (exploration bits) and ``learn`` are single keys, ``env`` and every twin role in
+    ``TWIN_KEY_ROLES`` are ``[num_envs]`` keys. JAX's ``fold_in(k, i)`` equals ``split(k, n)[i]``, so
+    a role key must never be made by ``fold_in`` of a key that is also split per environment: here
+    each role has its own parent key, split once into per-env keys. The physical keys are those of
+    the first design (``act``, ``env``, ``learn`` = parts 0, 1, 4 of ``split(fold_in(loop_key, t), 5)``)
+    so physical randomness, and any physical-only result, is unchanged.
+    """
+    key = jax.random.fold_in(loop_key, t)
+    k_act, k_env, k_twin, _, k_learn = jax.random.split(key, 5)
+    keys = dict(act=k_act, env=jax.random.split(k_env, num_envs), learn=k_learn)
+    for name, k in zip(TWIN_KEY_ROLES, jax.random.split(k_twin, len(TWIN_KEY_ROLES))):
+        keys[name] = jax.random.split(k, num_envs)
+    return keys
+
+
 @struct.dataclass
 class RunnerState:
     """Everything the loop carries from one physical step to the next.
@@ -135,7 +183,8 @@ class RunnerState:
       storage: the storage space (replay), or None for tabular Q-learning.
       episode_return: float32 ``[num_envs]`` return of the running episodes.
       steps, episodes, violations: int32 cumulative physical counters.
-      twin_transitions: float32 cumulative number of twin env steps (float: it can pass 2**31).
+      twin_transitions_hi, twin_transitions_lo: int32 exact cumulative number of twin env steps,
+        ``hi * COUNT_BASE + lo`` (``twin_transitions`` is its float32 value).
       updates: int32 cumulative gradient/table updates.
       shielded, sync_events: int32 cumulative shield replacements and synchronisation events.
       twin_faults: int32 vectorised steps the twin was ready but unusable (outage or divergence).
@@ -145,6 +194,9 @@ class RunnerState:
       eval_key: the key whose ``fold_in`` with the interval index drives that interval's greedy
         evaluation (carried even when evaluation is off, so the state is the same either way).
       domains: the digital domains' state estimates (leading ``[num_envs, num_domains]``), or None.
+      health: float32 ``[num_envs]`` running mean of each env's health-check surprise -log(p)
+        (``dtrl_jax.twin.space.surprise``; 1 = a right twin's mean, the start value).
+      healthy: bool ``[num_envs]`` the last health verdict per env (True without a check).
     """
 
     env_state: Any
@@ -155,7 +207,8 @@ class RunnerState:
     steps: jax.Array
     episodes: jax.Array
     violations: jax.Array
-    twin_transitions: jax.Array
+    twin_transitions_hi: jax.Array
+    twin_transitions_lo: jax.Array
     updates: jax.Array
     shielded: jax.Array
     sync_events: jax.Array
@@ -165,6 +218,13 @@ class RunnerState:
     domains: Any
     loop_key: jax.Array
     eval_key: jax.Array
+    health: jax.Array
+    healthy: jax.Array
+
+    @property
+    def twin_transitions(self) -> jax.Array:
+        """Cumulative twin env steps as float32 (exact ones: ``twin_transitions_hi``/``_lo``)."""
+        return count_value(self.twin_transitions_hi, self.twin_transitions_lo)
 
 
 @struct.dataclass
@@ -316,6 +376,32 @@ def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
 
+def _select_envs(pred, a, b):
+    """``_select`` with a scalar or per-env ``[num_envs]`` ``pred`` over leaves ``[num_envs, ...]``."""
+    pred = jnp.asarray(pred)
+    return jax.tree.map(lambda x, y: jnp.where(jnp.reshape(pred, pred.shape + (1,) * (x.ndim - pred.ndim)), x, y), a, b)
+
+
+def twin_learning_batch(trials, vetoed, twin_on, replace):
+    """The twin transitions handed to ``agent.learn`` and their mask.
+
+    ``trials``: ``[domains, num_envs]`` transitions or None; ``vetoed``: the shield's ``[num_envs]``
+    twin transitions of the exploratory actions it checked, or None; ``twin_on``: scalar or
+    ``[num_envs]``; ``replace``: ``[num_envs]`` which of them the shield vetoed. A vetoed action's
+    transition is learned as one more twin domain, masked to the vetoed envs. Returns
+    ``(batch, mask)`` with a mask broadcastable to ``[domains, num_envs]``.
+    """
+    if vetoed is None:
+        return trials, twin_on
+    vetoed = jax.tree.map(lambda x: x[None], vetoed)
+    if trials is None:
+        return vetoed, replace[None]
+    batch = jax.tree.map(lambda a, b: jnp.concatenate([a, b.astype(a.dtype)]), trials, vetoed)
+    domains, num_envs = trials.action.shape[:2]
+    mask = jnp.concatenate([jnp.broadcast_to(twin_on, (domains, num_envs)), replace[None]])
+    return batch, mask
+
+
 def make_train(config, env, env_params, *, twin_params=None, on_interval=None, mesh=None, check_memory=True):
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
@@ -388,13 +474,19 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             env, env_params, twin_params, twin,
             can_observe=spec.can_observe, obs_is_float=spec.num_states is None,
         )
-    twin_steps_per_iteration = 0
+    # Twin env steps per environment and vectorised step, by what they depend on (item counts
+    # are exact: see count_add). "available": the twin is built and not in an outage; "usable":
+    # available and healthy before the step (shield); "on": available and healthy after it.
+    health_steps = twin.health_draws if use_space and twin.health_checked else 0
+    always_sync = not use_space or twin.sync_every <= num_envs
+    simulated_steps = 0 if always_sync else twin.num_domains - 1
+    on_steps = 0
     if use_space:
-        twin_steps_per_iteration = num_envs * (
-            (twin.action_trials - 1 if use_trials else 0)
-            + (twin.lookahead_rollouts * (twin.lookahead - 1) if use_lookahead else 0)
-            + (1 if use_shield else 0)
+        on_steps = (twin.action_trials - 1 if use_trials else 0) + (
+            twin.lookahead_rollouts * (twin.lookahead - 1) if use_lookahead else 0
         )
+    if num_envs * (health_steps + simulated_steps + 1 + on_steps) >= COUNT_BASE:
+        raise ValueError("twin steps per vectorised step exceed 2**30; reduce num_envs or num_domains")
 
     def gated_params(params, ready):
         """With a global view, its features are zero until the twin is ready."""
@@ -414,37 +506,47 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
 
         return policy
 
+    def physical_env_params(gate):
+        """The physical ``EnvParams`` and their vmap axis; ``gate`` scales the global view (scalar or
+        per env, ``[num_envs]``: then each env's view is on while its own twin is usable)."""
+        if not use_global or jnp.ndim(gate) == 0:
+            return gated_params(env_params, gate), None
+        params = env_params.replace(scale=jnp.asarray(gate, jnp.float32))
+        return params, GlobalObsParams(inner=None, scale=0)
+
     def iteration(carry, t):
         runner, acc = carry
         # Schedules (epsilon, readiness, outages, syncs, when to update) read the step count from the
         # scan index t, never from the carried counter: under jax.vmap over seeds t is not batched,
         # so the learner's lax.cond stays a branch instead of becoming a select that runs both.
         steps = t * num_envs  # == runner.steps
-        key = jax.random.fold_in(runner.loop_key, t)
-        k_act, k_env, k_trial, k_look, k_learn = jax.random.split(key, 5)
+        keys = step_keys(runner.loop_key, t, num_envs)
         steps_after = steps + num_envs
         ready = jnp.asarray(True) if twin is None else steps >= twin.ready_after
         available = ready & ~in_windows(steps, twin.outage_windows if twin is not None else ())
-        phys_params = gated_params(env_params, available)
+        # With a health check, the twin of each env is used only while its check passes: the shield
+        # and the global view act before this step's check, so they read the previous verdict.
+        checked = use_space and twin.health_checked
+        usable = available & runner.healthy if checked else available
+        phys_params, params_axis = physical_env_params(usable)
         epsilon = linear_epsilon(
             steps, config.epsilon_start, config.epsilon_end, config.decay_steps
         )
         q = jax.vmap(agent.q_values, in_axes=(None, 0))(runner.agent_state, runner.obs)
         actions, explored, greedy = jax.vmap(explore_flags_from_bits, in_axes=(0, 0, None))(
-            jax.random.bits(k_act, (num_envs, 3), jnp.uint32), q, epsilon
+            jax.random.bits(keys["act"], (num_envs, 3), jnp.uint32), q, epsilon
         )
-        shielded = jnp.int32(0)
+        shielded, vetoed, replace = jnp.int32(0), None, None
         if use_shield:
-            k_shield = jax.random.fold_in(k_trial, 1)
-            flagged = jax.vmap(space.shield_violation)(
-                jax.random.split(k_shield, num_envs), runner.domains, actions
+            flagged, vetoed = jax.vmap(lambda k, d, a: space.shield_check(k, d, a, gamma=gamma))(
+                keys["shield"], runner.domains, actions
             )
-            replace = available & explored & (actions != greedy) & flagged
+            replace = usable & explored & (actions != greedy) & flagged
             actions = jnp.where(replace, greedy, actions)
             shielded = jnp.sum(replace.astype(jnp.int32))
 
-        step_out = jax.vmap(env.step, in_axes=(0, 0, 0, None))(
-            jax.random.split(k_env, num_envs), runner.env_state, actions, phys_params
+        step_out = jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))(
+            keys["env"], runner.env_state, actions, phys_params
         )
         next_obs, next_state, reward, terminated, truncated, info = step_out
         final_obs = info["final_observation"]
@@ -452,31 +554,41 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             runner.obs, actions, reward, terminated, final_obs, gamma
         )
 
-        twin_on = available
-        if use_space and twin.health_checked:
-            k_health = jax.random.fold_in(k_trial, 2)
-            divergence = jax.vmap(space.divergence)(
-                jax.random.split(k_health, num_envs), runner.domains, actions, final_obs
-            )
-            twin_on = twin_on & jnp.all(divergence <= twin.max_divergence)
+        twin_on, healthy, health = available, runner.healthy, runner.health
+        if checked:
+            scale = jnp.broadcast_to(jnp.asarray(usable, jnp.float32), (num_envs,)) if use_global else None
+            p_value, nearest = jax.vmap(
+                lambda k, d, a, o, s: space.health_check(k, d, a, o, s), in_axes=(0, 0, 0, 0, 0 if use_global else None)
+            )(keys["health"], runner.domains, actions, (final_obs, reward, terminated), scale)
+            healthy = jnp.ones((num_envs,), bool)
+            if twin.health_samples:
+                update = health + (surprise(p_value) - health) / twin.health_window
+                # Clipped as far above the threshold as a right twin's mean (1) is below it, so a
+                # twin that is right again is trusted again after about health_window * log(2) steps.
+                update = jnp.minimum(update, 2.0 * twin.health_threshold - 1.0)
+                health = jnp.where(available, update, health)
+                healthy = health <= twin.health_threshold
+            if twin.max_divergence is not None:
+                healthy = healthy & (nearest <= twin.max_divergence)
+            twin_on = available & healthy  # [num_envs]
 
         trials, domains, sync_now = None, runner.domains, jnp.asarray(False)
         if use_space:
             if use_trials:
                 trials = jax.vmap(
                     lambda k, d, a: space.trials(k, d, a, num_actions=spec.num_actions, gamma=gamma)
-                )(jax.random.split(k_trial, num_envs), runner.domains, actions)
+                )(keys["trials"], runner.domains, actions)
                 # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
                 trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
-            sync_now = (steps_after % twin.sync_every) == 0
+            # Like every other schedule: a sync when the physical step count (summed over envs)
+            # crosses a multiple of sync_every; with sync_every <= num_envs that is every step.
+            sync_now = jnp.asarray(True) if always_sync else crossed(steps, steps_after, twin.sync_every)
             noise = state_noise_std(twin, steps)
             if twin.burst_windows:
                 noise = noise + burst_std(steps, twin.burst_windows)
-            k_adv = jax.random.fold_in(k_look, 1)
-            domains = jax.vmap(space.advance, in_axes=(0, 0, 0, 0, 0, None, None))(
-                jax.random.split(k_adv, num_envs), runner.domains, actions, next_state, next_obs,
-                sync_now, noise,
-            )
+            domains = jax.vmap(
+                lambda k, d, a, s, o: space.advance(k, d, a, s, o, True if always_sync else sync_now, noise)
+            )(keys["advance"], runner.domains, actions, next_state, next_obs)
             domains = shard.constrain(domains, 1)
             if use_lookahead:
                 policy = twin_policy(runner.agent_state, epsilon)
@@ -485,7 +597,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                         k, d, policy, obs=o, action=a, reward=r, terminated=te, truncated=tr,
                         final_obs=fo, gamma=gamma,
                     )
-                )(jax.random.split(k_look, num_envs), domains, runner.obs, actions, reward,
+                )(keys["lookahead"], domains, runner.obs, actions, reward,
                   terminated, truncated, final_obs)
                 looked = looked.replace(
                     returns=shard.constrain(looked.returns, 1),
@@ -493,10 +605,14 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                     next_obs=shard.constrain(looked.next_obs, 1),
                 )
                 padded = jax.vmap(lambda t: _pad_branches(t, twin.lookahead_rollouts))(physical)
-                physical = _select(twin_on, looked, padded)
+                physical = _select_envs(twin_on, looked, padded)
 
+        # Tabular Q learns the vetoed actions' twin transitions; DQN's twin replay has one buffer
+        # per trial domain and no place for them yet, so its shield only vetoes.
+        learned_veto = vetoed if isinstance(agent, TabularQAgent) else None
+        twin_batch, twin_mask = twin_learning_batch(trials, learned_veto, twin_on, replace)
         agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, trials, steps, steps_after, k_learn, twin_on
+            runner.agent_state, runner.storage, physical, twin_batch, steps, steps_after, keys["learn"], twin_mask
         )
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
@@ -507,13 +623,22 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             jnp.sum(info["violation"].astype(jnp.int32)) if spec.has_violation else jnp.int32(0)
         )
         finished = jnp.sum(done.astype(jnp.int32))
-        twin_steps = jnp.where(twin_on, jnp.float32(twin_steps_per_iteration), 0.0)
+        twin_steps = jnp.int32(0)
+        if use_space:
+            per_env = (
+                jnp.where(available, health_steps + jnp.where(sync_now, 0, simulated_steps), 0)
+                + jnp.where(usable, 1 if use_shield else 0, 0)
+                + jnp.where(twin_on, on_steps, 0)
+            )
+            twin_steps = jnp.sum(jnp.broadcast_to(per_env, (num_envs,)).astype(jnp.int32))
+        twin_hi, twin_lo = count_add(runner.twin_transitions_hi, runner.twin_transitions_lo, twin_steps)
         fault_step, fault_code = runner.fault_step, runner.fault_code
         if config.check_numerics:
             code = numeric_fault_code(next_obs, reward, q, stats.loss_sum)
             first = (fault_step < 0) & (code > 0)
             fault_step = jnp.where(first, steps, fault_step)
             fault_code = jnp.where(first, code, fault_code)
+        faults = jnp.sum(jnp.broadcast_to(ready & ~twin_on, (num_envs,)).astype(jnp.int32))
         runner = runner.replace(
             env_state=next_state,
             obs=next_obs,
@@ -523,14 +648,17 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             steps=steps_after,
             episodes=runner.episodes + finished,
             violations=runner.violations + violation,
-            twin_transitions=runner.twin_transitions + twin_steps,
+            twin_transitions_hi=twin_hi,
+            twin_transitions_lo=twin_lo,
             updates=runner.updates + stats.updates,
             shielded=runner.shielded + shielded,
-            sync_events=runner.sync_events + (sync_now & twin_on).astype(jnp.int32),
-            twin_faults=runner.twin_faults + (ready & ~twin_on).astype(jnp.int32),
+            sync_events=runner.sync_events + (sync_now & available).astype(jnp.int32),
+            twin_faults=runner.twin_faults + faults,
             fault_step=fault_step,
             fault_code=fault_code,
             domains=domains,
+            health=health,
+            healthy=healthy,
         )
         acc = dict(
             return_sum=acc["return_sum"] + jnp.sum(jnp.where(done, ep_return, 0.0)),
@@ -562,6 +690,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             ),
             episodes_finished=acc["finished"],
             twin_transitions=runner.twin_transitions,
+            twin_transitions_hi=runner.twin_transitions_hi,
+            twin_transitions_lo=runner.twin_transitions_lo,
             loss=acc["loss_sum"] / jnp.maximum(acc["updates"], 1).astype(jnp.float32),
             updates=runner.updates,
             epsilon=acc["epsilon"],
@@ -637,7 +767,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             steps=jnp.int32(0),
             episodes=jnp.int32(0),
             violations=jnp.int32(0),
-            twin_transitions=jnp.float32(0.0),
+            twin_transitions_hi=jnp.int32(0),
+            twin_transitions_lo=jnp.int32(0),
             updates=jnp.int32(0),
             shielded=jnp.int32(0),
             sync_events=jnp.int32(0),
@@ -647,6 +778,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             domains=domains,
             loop_key=k_loop,
             eval_key=jax.random.fold_in(key, EVAL_STREAM),
+            health=jnp.ones((num_envs,), jnp.float32),
+            healthy=jnp.ones((num_envs,), bool),
         )
         return runner, jnp.arange(config.num_intervals, dtype=jnp.int32)
 

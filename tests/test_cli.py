@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 
 import dtrl_jax as dt
-from dtrl_jax import cli
+from dtrl_jax import cli, runs
 from dtrl_jax.cli import main
-from dtrl_jax.plotting import curve, find_curves
+from dtrl_jax.plotting import curve
 from dtrl_jax.progress import ProgressBar
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,7 +39,7 @@ def chain_registered():
         register(CHAIN, lambda **kw: (Chain(), ChainParams(**kw)), "5-state chain from tests/helpers.py")
     yield
     if added:
-        registry._REGISTRY.pop(CHAIN, None)
+        registry.unregister(CHAIN)
 
 
 def run_cli(*args):
@@ -84,7 +84,7 @@ def test_bad_value_is_one_line_exit_2_subprocess():
         (["train", AP, *TINY_AP, "--checkpoint-every", "300"], "multiple of --log-every"),
         (["train", "MultiUAV-v0", "--agent", "ql"], "Discrete observation"),
         (["train", "CartPole-v1", "--buffer-size", "100000000000"], "buffer_size=100000000000"),
-        (["train", "--resume", "somewhere", "--gamma", "0.5"], "--resume"),
+        (["train", "--resume", "somewhere", "--env-param", "a=1"], "--resume"),
         (["plot"], "RUN_DIR"),
         (["bench", "no_such_benchmark"], "unknown benchmark"),
         (["eval", "x", "--episodes", "0"], "--episodes"),
@@ -107,10 +107,10 @@ def test_every_config_field_is_a_typed_flag():
             if f.name != "twin":
                 assert "--" + f.name.replace("_", "-") in options, f.name
     args = train.parse_args(["X", "--agent", "dqn", "--hidden-sizes", "8,4", "--double-q", "--total-timesteps",
-                             "1e4", "--log-every", "1_000", "--twin-data-fraction", "none", "--lookahead", "3",
+                             "1e5", "--log-every", "1_000", "--twin-data-fraction", "none", "--lookahead", "3",
                              "--num-domains", "2", "--no-average-rollouts", "--state-noise-std", "0.1"])
     cfg = cli.build_config("dqn", args)
-    assert cfg.hidden_sizes == (8, 4) and cfg.double_q is True and cfg.total_timesteps == 10_000
+    assert cfg.hidden_sizes == (8, 4) and cfg.double_q is True and cfg.total_timesteps == 100_000
     assert cfg.log_every == 1000 and cfg.twin.twin_data_fraction is None and cfg.twin.lookahead == 3
     assert cfg.twin.average_rollouts is False and cfg.twin.state_noise_std == 0.1
     assert cli.build_config("ql", train.parse_args(["X"])).twin is None
@@ -159,11 +159,14 @@ def test_train_writes_a_run_folder(chain_runs, capsys):
     rows = (first / "metrics.csv").read_text().strip().splitlines()
     assert rows[0].startswith("seed,interval,physical_steps") and len(rows) == 1 + 2 * 4
     assert (first / "curves.png").stat().st_size > 1000
-    assert len(list((first / "checkpoints").glob("ckpt-*.dtrl"))) == 2
-    # a second train into the same folder is refused; resume of a finished run is a no-op
+    assert [i for i, _ in runs.list_checkpoints(first)] == [2, 4]
+    assert "compiling the training program" in err and "(compile " in err and "final epsilon" in err
+    assert "2 seeds (base seed 0" in err
+    # a second train into the same folder is refused; resume of a finished run says it is complete
     assert main(["train", CHAIN, *TINY, "--out", str(first)]) == 2
     assert "already holds a run" in capsys.readouterr().err
     assert main(["train", "--resume", str(first), "--no-progress"]) == 0
+    assert "already complete" in capsys.readouterr().err
 
 
 def test_plot_overlays_runs(chain_runs, tmp_path, capsys):
@@ -195,7 +198,7 @@ def test_eval_render_uav(tmp_path, capsys):
     from dtrl_jax import runs
 
     cfg = dt.DQNConfig(total_timesteps=8, log_every=8, num_envs=1, buffer_size=8, batch_size=4,
-                       learning_starts=8, hidden_sizes=(8,))
+                       learning_starts=4, hidden_sizes=(8,))
     spec = runs.RunSpec("MultiUAV-v0", cfg, {"num_uavs": 1, "num_users": 3, "max_steps_in_episode": 8})
     run = runs.create_run(tmp_path / "uav", spec)
     env, params = spec.make_env()
@@ -245,21 +248,10 @@ def test_graceful_stop():
     assert signal.getsignal(signal.SIGINT) != stop._handler
 
 
-def test_curve_and_find_curves():
+def test_curve_mean_and_band():
     m = {"physical_episodes": np.array([[1, 2, 3], [1, 2, 5]]),
          "episode_return": np.array([[np.nan, 1.0, 2.0], [np.nan, 3.0, np.nan]])}
     x, mean, std = curve(m)
     np.testing.assert_allclose(x, [2.0, 4.0])
     np.testing.assert_allclose(mean, [2.0, 2.0])
     np.testing.assert_allclose(std, [1.0, 0.0])
-    doc = {"environment": {"x": 1},
-           "variants": [{"label": "physical QL", "x": [1, 2], "x_label": "physical episodes", "mean": [3, 4],
-                         "std": [0.1, 0.2]}],
-           "twin": {"curve": {"physical_steps": [1, 2], "mean": [1, None]}},
-           "envs": {"A": {"results": [{"batch_size": 1, "steps_per_s": 10.0}, {"batch_size": 8, "steps_per_s": 70.0}]}},
-           "junk": [1, "a", None]}
-    found = find_curves(doc)
-    assert set(found) == {"physical QL", "twin/curve", "envs/A"}
-    assert found["physical QL"]["x_label"] == "physical episodes" and found["physical QL"]["std"] is not None
-    assert np.isnan(found["twin/curve"]["y"][1])
-    assert find_curves("not a doc") == {}

@@ -186,3 +186,14 @@ def test_gymnax_env_eval():
     m = jax.jit(dt.make_train(cfg, env, params))(jax.random.key(0)).metrics
     assert np.all((np.asarray(m["eval_length"]) >= 1) & (np.asarray(m["eval_length"]) <= 60))
     np.testing.assert_allclose(np.asarray(m["eval_return"]), np.asarray(m["eval_length"]))  # +1 per step
+
+
+def test_dt_evaluate_is_the_function_even_after_the_module_is_imported():
+    import types
+
+    import dtrl_jax.evaluate  # noqa: F401 - importing the submodule must not hide the export
+
+    assert not isinstance(dt.evaluate, types.ModuleType)
+    from dtrl_jax.evaluate import evaluate
+
+    assert dt.evaluate is evaluate

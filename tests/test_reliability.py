@@ -178,7 +178,8 @@ def test_noise_burst_is_caught_by_the_health_check_and_does_not_poison_training(
                             burst_windows=burst, max_divergence=1.0)
     out = jax.jit(dt.make_train(base.replace(twin=guarded), env, params))(jax.random.key(0))
     faults = np.asarray(out.metrics["twin_faults"])
-    assert faults[0] == 0 and 150 <= faults[1] <= 200 and faults[2] - faults[1] <= 5
+    # twin_faults counts env-steps (2 envs): the 200 vectorised burst steps are 400
+    assert faults[0] == 0 and 300 <= faults[1] <= 400 and faults[2] - faults[1] <= 10
     assert np.all(np.isfinite(np.asarray(out.metrics["loss"])))
     # the stored look-ahead data of the burst window is the padded 1-step data (one-hot weights)
     w = np.asarray(out.runner_state.storage.physical.data.weights)

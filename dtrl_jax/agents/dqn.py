@@ -50,6 +50,7 @@ from dtrl_jax.storage import (
     domain_storage_add,
     domain_storage_init,
     domain_storage_sample,
+    twin_capacity_per_domain,
 )
 from dtrl_jax.transition import Transition
 
@@ -211,8 +212,10 @@ class DQNAgent:
         physical = buffer_init(example, self.config.buffer_size)
         twin = None
         if self.twin_domains and twin_example is not None:
-            total = self.config.twin.twin_buffer_size or self.config.buffer_size
-            per_domain = max(self.config.num_envs, total // self.twin_domains)
+            cfg = self.config
+            per_domain = twin_capacity_per_domain(
+                cfg.buffer_size, cfg.twin.twin_buffer_size, self.twin_domains, cfg.num_envs
+            )
             twin = domain_storage_init(twin_example, self.twin_domains, per_domain)
         window = None
         if self.config.n_step > 1:
@@ -307,7 +310,7 @@ class DQNAgent:
         # twin_ready also means this step's trials were just stored (``learn``), so the twin storage is
         # not empty; testing its size instead would make the branch data-dependent (a select under vmap).
         return jax.lax.cond(
-            twin_ready,
+            jnp.any(twin_ready),  # per-env flags (health check): mixed once any env's twin stored data
             lambda s: self._mixed_step(s, storage, k_phys, k_twin),
             lambda s: self._physical_step(s, storage, k_phys),
             agent_state,

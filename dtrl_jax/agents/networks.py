@@ -5,11 +5,11 @@ Every network maps ONE encoded observation (no batch axis; callers ``vmap``) to 
 * ``"mlp"``  (:class:`MLPQNetwork`): flattens its input, then dense layers ``hidden_sizes``.
 * ``"cnn"``  (:class:`CNNQNetwork`): a 1-D CNN over per-entity features. A rank-2 input is read as
   ``[entities, features]`` (e.g. MultiUAV's UAV and user coordinates, see
-  ``dtrl_jax.population.EntityObservation``); a rank-1 input ``[F]`` as ``F`` entities with one
+  ``dtrl_jax.envs.wrappers.EntityObservation``); a rank-1 input ``[F]`` as ``F`` entities with one
   feature each.
 * ``"gru"``  (:class:`GRUQNetwork`): a GRU over a fixed window. A rank-2 input is read as
   ``[window, features]``, the last ``W`` observations oldest first (see
-  ``dtrl_jax.population.ObservationHistory``); a rank-1 input as a window of one. The training loop
+  ``dtrl_jax.envs.wrappers.ObservationHistory``); a rank-1 input as a window of one. The training loop
   carries no recurrent state, so the GRU restarts from a zero state on every window: memory is
   exactly the window, and every replayed transition is self-contained.
 

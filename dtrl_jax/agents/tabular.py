@@ -29,7 +29,9 @@ def averaged_q_update(q: jax.Array, states, actions, targets, learning_rate, mas
 
     Args:
       q: ``[S, A]``; states, actions: int ``[B]``; targets: float ``[B]``.
-      mask: optional float ``[B]`` of 0/1: items with 0 are ignored exactly.
+      mask: optional ``[B]`` of 0/1 (bool or float): items with 0 are ignored exactly, even when
+        their target is not finite (they are selected out with ``where``, never multiplied by 0,
+        since ``0 * nan = nan``).
     """
     chex.assert_rank(q, 2)
     chex.assert_rank([states, actions, targets], 1)
@@ -37,8 +39,13 @@ def averaged_q_update(q: jax.Array, states, actions, targets, learning_rate, mas
     flat = states.astype(jnp.int32) * num_actions + actions.astype(jnp.int32)
     q_flat = q.reshape(-1)
     errors = targets - q_flat[flat]
-    weight = jnp.ones_like(errors) if mask is None else mask.astype(errors.dtype)
-    sums = jnp.zeros_like(q_flat).at[flat].add(errors * weight)
+    if mask is None:
+        weight = jnp.ones_like(errors)
+    else:
+        keep = jnp.asarray(mask) > 0
+        errors = jnp.where(keep, errors, 0.0)
+        weight = keep.astype(errors.dtype)
+    sums = jnp.zeros_like(q_flat).at[flat].add(errors)
     counts = jnp.zeros_like(q_flat).at[flat].add(weight)
     return (q_flat + learning_rate * sums / jnp.maximum(counts, 1.0)).reshape(q.shape)
 
@@ -73,14 +80,16 @@ class TabularQAgent:
         if twin is not None:  # [domains, envs, ...] -> [domains * envs, ...]
             flat = jax.tree.map(lambda x: x.reshape((-1, *x.shape[2:])), twin)
             parts.append(flat)
-            masks.append(jnp.broadcast_to(jnp.asarray(twin_ready, jnp.float32), flat.action.shape))
+            # twin_ready: one flag, one per env ([num_envs]) or per domain and env ([domains, num_envs])
+            ready = jnp.broadcast_to(jnp.asarray(twin_ready, jnp.float32), twin.action.shape[:2])
+            masks.append(ready.reshape(-1))
         q = agent_state.q
         states = jnp.concatenate([p.obs.astype(jnp.int32) for p in parts])
         actions = jnp.concatenate([p.action for p in parts])
         targets = jnp.concatenate([self._targets(q, p) for p in parts])
         mask = jnp.concatenate(masks)
-        errors = targets - q[states, actions]
+        errors = jnp.where(mask > 0, targets - q[states, actions], 0.0)
         new_q = averaged_q_update(q, states, actions, targets, self.config.learning_rate, mask)
-        loss = jnp.sum(mask * 0.5 * jnp.square(errors)) / jnp.sum(mask)
+        loss = jnp.sum(0.5 * jnp.square(errors)) / jnp.sum(mask)
         stats = LearnStats(loss_sum=loss, updates=jnp.int32(1))
         return TabularState(q=new_q), storage, stats

@@ -10,7 +10,8 @@ Every copy passes through the twin's sensors: ``state_noise_std`` is added to fl
 From these estimates the twin runs *what-if branches* that never overwrite them:
   * action trials from domains 1 .. n-1 (estimates of s_t),
   * look-ahead rollouts from domains 0 .. M-1 (estimates of s_{t+1}, after the advance),
-  * the shield's check of an exploratory action in domain 0.
+  * the shield's check of an exploratory action in domain 0 (whose transition is learned when vetoed),
+  * the health check: K draws of the physical step in domain 0, against the physical outcome.
 
 All functions here act on one physical environment; the loop vmaps them over ``num_envs``.
 """
@@ -36,6 +37,21 @@ class DomainStates:
 
     states: Any
     obs: Any
+
+
+#: Floor of the health check's p-value in ``surprise``: a non-finite twin outcome (p = 0) counts
+#: as about 9.2, so one such step moves the running mean a lot without making it infinite.
+MIN_P_VALUE = 1e-4
+
+
+def surprise(p_value) -> jax.Array:
+    """``-log(max(p, MIN_P_VALUE))``: Exp(1) (mean 1) for a right twin's uniform p-value.
+
+    Fisher's combination: a running mean of it reacts to a twin that is sometimes clearly wrong
+    (intermittent faults, e.g. mismatched rates that matter only inside coverage) much more than a
+    mean of p does.
+    """
+    return -jnp.log(jnp.maximum(jnp.asarray(p_value, jnp.float32), MIN_P_VALUE))
 
 
 def _take(tree, idx):
@@ -106,11 +122,12 @@ class DigitalSpace:
         """Move every estimate from s_t to s_{t+1}.
 
         Domain 0 and, when ``sync_now``, all domains copy the physical s_{t+1}; otherwise the
-        different domains simulate the physical action from their own estimate.
+        different domains simulate the physical action from their own estimate. ``sync_now`` is a
+        traced bool, or the Python ``True`` when every step synchronises (no simulation is built).
         """
         k_copy, k_sim = jax.random.split(key)
         synced = self.copy_physical(k_copy, phys_next_state, phys_next_obs, noise_std)
-        if self.config.sync_every == 1:
+        if sync_now is True or self.config.sync_every == 1:
             return synced
         idx = jnp.arange(self.num_domains)
         actions = jnp.broadcast_to(action, (self.num_domains,))
@@ -146,20 +163,91 @@ class DigitalSpace:
         info = jax.tree.map(lambda x: x[0], out[5])
         return info["final_observation"], info
 
+    def shield_check(self, key, domains: DomainStates, action, *, gamma):
+        """The shield's look at ``action`` in the identical domain (its estimate of s_t).
+
+        Returns ``(violation, transition)``: whether the twin shows ``info["violation"]``, and the
+        twin transition itself (through the twin's sensors, like a trial), so that a vetoed action's
+        consequence can be learned without taking it physically.
+        """
+        k_step, k_noise = jax.random.split(key)
+        idx = jnp.arange(1)
+        _, _, reward, terminated, _, info = self._step(
+            k_step[None], _take(domains.states, idx), jnp.reshape(action, (1,)), idx
+        )
+        k1, k2 = jax.random.split(k_noise)
+        obs = jax.tree.map(lambda x: x[0], domains.obs)
+        final = jax.tree.map(lambda x: x[0], info["final_observation"])
+        transition = one_step_transition(
+            self.obs_noise(k1, obs), action, reward[0], terminated[0], self.obs_noise(k2, final), gamma
+        )
+        return info["violation"][0], transition
+
     def shield_violation(self, key, domains: DomainStates, action) -> jax.Array:
         """Does the identical domain predict a violation for ``action`` from its estimate of s_t?"""
         return self.identical_step(key, domains, action)[1]["violation"]
 
-    def divergence(self, key, domains: DomainStates, action, physical_final_obs) -> jax.Array:
-        """How far the identical domain's predicted next observation is from the physical one.
+    def health_check(self, key, domains: DomainStates, action, physical_outcome, obs_scale=None):
+        """Is the physical outcome of this step plausible under the identical domain?
 
-        Max absolute difference over float features; for discrete observations, 0 or inf.
+        The identical domain draws K = ``config.health_draws`` independent outcomes ``(final
+        observation, reward, terminated)`` of ``action`` from its estimate of s_t. With the physical
+        outcome they make K + 1 outcomes. Per scalar component c, ``d_c(x_i, x_j)`` is the absolute
+        difference (float) or the mismatch, 0 or 1 (integer and boolean: a discrete observation index
+        is compared as a label), divided by its mean over all pairs; outcome i's score is
+        ``max_c sum_j d_c(x_i, x_j)``, how atypical it is in its most atypical component. The
+        randomised rank p-value of the physical score,
+        ``p = (#{i: s_i > s_phys} + u #{i: s_i = s_phys}) / (K + 1)`` with u ~ U(0, 1), is exactly
+        uniform on (0, 1) when the twin is right (the identical domain holds s_t and the twin's
+        step has the physical step's distribution: the K + 1 outcomes are then exchangeable), on a
+        deterministic env as on a stochastic one; a physical outcome that is atypical of the twin's
+        drives it towards 0. It needs no threshold in the env's units: the loop keeps a running mean
+        of ``surprise(p)`` per env and compares it with ``health_threshold``.
+
+        Args:
+          physical_outcome: ``(final_obs, reward, terminated)`` of the physical step.
+          obs_scale: the global-view scale of the physical env's observation (``share_global_obs``),
+            so the twin observes as the physical env does; None otherwise.
+        Returns:
+          ``(p_value, nearest)``: float32 scalars; ``nearest`` is the max over components of the
+          unscaled difference from the physical outcome to the closest twin draw (what
+          ``max_divergence`` bounds). A non-finite twin outcome gives
+          ``p = 0`` and ``nearest = inf``.
         """
-        predicted, _ = self.identical_step(key, domains, action)
-        if not self.obs_is_float:
-            return jnp.where(jnp.all(predicted == physical_final_obs), 0.0, jnp.inf)
-        diff = jax.tree.map(lambda a, b: jnp.max(jnp.abs(a - b)), predicted, physical_final_obs)
-        return jnp.max(jnp.stack(jax.tree.leaves(diff)))
+        k = self.config.health_draws
+        k_step, k_tie = jax.random.split(key)
+        params = _take(self.params, 0) if self.params_axis is not None else self.params
+        if obs_scale is not None:
+            params = params.replace(scale=jnp.asarray(obs_scale, jnp.float32))
+        state = _take(domains.states, 0)
+        _, _, reward, terminated, _, info = jax.vmap(self.env.step, in_axes=(0, None, None, None))(
+            jax.random.split(k_step, k), state, action, params
+        )
+        twin = (info["final_observation"], reward, terminated)
+        outcomes = jax.tree.map(lambda p, t: jnp.concatenate([jnp.asarray(p)[None], t]), physical_outcome, twin)
+        diffs, finite = [], jnp.asarray(True)
+        for leaf in jax.tree.leaves(outcomes):
+            x = jnp.reshape(leaf, (k + 1, -1))
+            if jnp.issubdtype(x.dtype, jnp.floating):
+                x = x.astype(jnp.float32)
+                finite = finite & jnp.all(jnp.isfinite(x))
+                x = jnp.where(jnp.isfinite(x), x, 0.0)
+                diffs.append(jnp.abs(x[:, None, :] - x[None, :, :]))
+            else:
+                diffs.append((x[:, None, :] != x[None, :, :]).astype(jnp.float32))
+        diff = jnp.concatenate(diffs, axis=-1)  # [K + 1, K + 1, components]
+        # Each component's distances in units of their mean over the K + 1 outcomes (a symmetric
+        # function of the set, so exchangeability and the p-value's exactness are kept): a component
+        # that is random in both worlds does not drown one in which the twin is consistently off.
+        scale = jnp.mean(diff, axis=(0, 1))
+        atypical = jnp.sum(diff, axis=1) / jnp.where(scale > 0, scale, 1.0)  # [K + 1, components]
+        scores = jnp.max(atypical, axis=1)
+        above = jnp.sum(scores > scores[0])
+        ties = jnp.sum(scores == scores[0])
+        u = jax.random.uniform(k_tie)
+        p = jnp.where(finite, (above + u * ties) / (k + 1), 0.0)
+        nearest = jnp.where(finite, jnp.min(jnp.max(diff[0, 1:], axis=-1)), jnp.inf)
+        return p.astype(jnp.float32), nearest
 
     def rollouts(self, key, domains: DomainStates, policy, *, obs, action, reward, terminated, truncated,
                  final_obs, gamma) -> Transition:
@@ -184,11 +272,17 @@ class DigitalSpace:
             # One domain's prediction alone (chosen at random): the unaveraged estimate.
             pick = jax.random.randint(k_noise, (), 0, m)
             weights = jax.nn.one_hot(pick, m, dtype=jnp.float32)
+        # The twin's sensors noise what the twin produced; when the physical step itself ended the
+        # episode, every branch bootstraps from the physical pre-reset observation, which is not the
+        # twin's and stays exact.
+        first_done = jnp.logical_or(terminated, truncated)
+        noisy = self.obs_noise(jax.random.fold_in(k_noise, 1), boot_obs)
+        next_obs = jax.tree.map(lambda n, b: jnp.where(first_done, b, n), noisy, boot_obs)
         return Transition(
             obs=obs,
             action=jnp.asarray(action, jnp.int32),
             returns=returns,
             discounts=discounts,
-            next_obs=self.obs_noise(jax.random.fold_in(k_noise, 1), boot_obs),
+            next_obs=next_obs,
             weights=weights,
         )

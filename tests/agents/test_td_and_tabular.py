@@ -41,3 +41,29 @@ def test_epsilon_schedule_and_greedy_ties():
     assert (eps0 == 1).all()
     eps1 = np.asarray(jax.vmap(epsilon_greedy, in_axes=(0, None, None))(keys, jnp.array([0.0, 1.0]), 1.0))
     assert 0.35 < (eps1 == 0).mean() < 0.65
+
+
+def test_masked_items_are_ignored_even_when_not_finite():
+    """A masked twin transition with a NaN/inf target must not reach Q (0 * nan is nan)."""
+    q = jnp.zeros((2, 2))
+    targets = jnp.array([1.0, jnp.nan, jnp.inf])
+    new = averaged_q_update(q, jnp.array([0, 0, 1]), jnp.array([0, 0, 1]), targets, 0.5,
+                            mask=jnp.array([1.0, 0.0, 0.0]))
+    np.testing.assert_allclose(np.asarray(new), [[0.5, 0.0], [0.0, 0.0]])
+
+
+def test_tabular_learn_ignores_a_non_finite_twin_transition_when_not_ready():
+    import dtrl_jax as dt
+    from dtrl_jax.agents.tabular import TabularQAgent
+    from dtrl_jax.transition import one_step_transition
+
+    agent = TabularQAgent(3, 2, dt.QLearningConfig())
+    state = agent.init(jax.random.key(0))
+    physical = jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
+        jnp.array([0]), jnp.array([1]), jnp.array([1.0]), jnp.array([True]), jnp.array([1]), 0.9)
+    twin = jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
+        jnp.array([2]), jnp.array([0]), jnp.array([jnp.nan]), jnp.array([True]), jnp.array([1]), 0.9)
+    twin = jax.tree.map(lambda x: x[None], twin)  # [domains=1, envs=1, ...]
+    new, _, stats = agent.learn(state, None, physical, twin, 0, 1, jax.random.key(1), jnp.asarray(False))
+    assert np.all(np.isfinite(np.asarray(new.q))) and np.isfinite(float(stats.loss_sum))
+    np.testing.assert_allclose(np.asarray(new.q)[0, 1], 0.1)

@@ -1,0 +1,252 @@
+"""The benchmark harness: arms x seeds as one compiled program per static group, curves, results.
+
+A benchmark script is the recipe of one figure; the harness does the rest::
+
+    arms = [harness.Arm("physical", cfg),
+            harness.Arm("n=5", cfg.replace(twin=dt.TwinConfig(num_domains=5, action_trials=5)))]
+    runs = harness.run_arms(arms, env, params, seeds=16, device=device)     # {arm: {metric: [S, T]}}
+    curves = {"greedy": harness.panel(runs, y="eval_return", x="physical_episodes")}
+    harness.write(NAME, mode=mode, config={...}, summary={...}, curves=curves, out=args.out, plot=...)
+
+**Grouping.** Arms whose configs differ only in *traced* fields (learning rate, gamma, epsilon
+schedule, noise levels, ...) have the same pytree structure; they are stacked and trained by ONE
+``jax.vmap`` over (config, seed) - one compilation for a whole sensitivity sweep. Arms that differ
+in a static field (trial count, look-ahead depth, network) compile once each. Every arm sees the
+same seed keys (common random numbers), so paired differences between arms are meaningful. Only the
+metrics named in ``keep`` leave the compiled program (never the replay buffers).
+
+**Results schema** (``SCHEMA``; what ``dtrl plot`` and the notebooks read)::
+
+    {"schema": "dtrl-bench/1", "benchmark": name, "timestamp_utc": ..., "environment": {...},
+     "mode": "quick" | "default" | "full",
+     "provenance": {"commit": ..., "dirty": bool, "command": "python -m benchmarks.x ..."},
+     "config": {...},                  # what ran: env, arms and their settings, seeds
+     "summary": {...},                 # the figures the README quotes
+     "curves": {panel: {"x": x_name, "y": y_name, "xlabel": ..., "ylabel": ...,
+                        "series": {arm: {"x": [T], "mean": [T], "std": [T], "seeds": S}}}}}
+
+Curves are summaries (mean and std over seeds at each logging point); anything recomputable from
+them is not stored. JSON is written compactly (``_common.compact_json``: one line per curve).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import dtrl_jax as dt
+from benchmarks import _common
+from dtrl_jax import convergence
+
+SCHEMA = "dtrl-bench/1"
+
+#: Metrics kept by default (small: one row per logging interval).
+DEFAULT_METRICS = ("physical_steps", "physical_episodes", "episode_return", "episodes_finished", "eval_return",
+                   "eval_length", "epsilon", "updates", "twin_transitions", "violations")
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One variant of a figure: a name (the legend), an agent config and optional twin params.
+
+    Attributes:
+      name: unique label of the arm.
+      config: a ``QLearningConfig`` or ``DQNConfig``.
+      twin_params: optional per-domain ``EnvParams`` stack for ``make_train(twin_params=...)``.
+    """
+
+    name: str
+    config: Any
+    twin_params: Any = None
+
+    def __post_init__(self):
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"Arm.name={self.name!r}: expected a non-empty string")
+        if not isinstance(self.config, (dt.QLearningConfig, dt.DQNConfig)):
+            raise TypeError(f"Arm {self.name!r}: config must be a QLearningConfig or DQNConfig, "
+                            f"got {type(self.config).__name__}")
+
+
+def _structure(arm: Arm) -> Any:
+    """What must agree for two arms to share one compiled program (static fields live in the treedef)."""
+    return (jax.tree.structure(arm.config), jax.tree.structure(arm.twin_params),
+            tuple(jnp.shape(x) for x in jax.tree.leaves(arm.twin_params)))
+
+
+def group_arms(arms: Sequence[Arm]) -> list[list[int]]:
+    """Indices of ``arms`` grouped by program structure, in first-appearance order."""
+    groups: list[list[int]] = []
+    keys: list[Any] = []
+    for i, arm in enumerate(arms):
+        s = _structure(arm)
+        for g, k in enumerate(keys):
+            if k == s:
+                groups[g].append(i)
+                break
+        else:
+            keys.append(s)
+            groups.append([i])
+    return groups
+
+
+def _stack(trees: Sequence[Any]) -> Any:
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *trees)
+
+
+def _reporter(label: str, num_intervals: int) -> Callable[[Any], None]:
+    """Host progress about ten times per run: interval count and the greedy (or training) return."""
+    every = max(1, num_intervals // 10)
+    state = {"count": 0, "t0": time.perf_counter()}
+
+    def report(row: Any) -> None:
+        state["count"] += 1
+        i = state["count"]
+        if i % every and i != num_intervals:
+            return
+        y = np.asarray(row.get("eval_return", row["episode_return"]), np.float64)
+        what = "greedy" if "eval_return" in row and np.any(np.isfinite(y)) else "return"
+        if what == "return":
+            y = np.asarray(row["episode_return"], np.float64)
+        mean = float(np.nanmean(y)) if np.any(np.isfinite(y)) else float("nan")
+        _common.log(f"  [{label}] interval {i:>5}/{num_intervals}  {what} {mean:9.3f}  "
+                    f"(+{time.perf_counter() - state['t0']:.0f}s)")
+
+    return report
+
+
+def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array | None = None,
+             device: jax.Device | None = None, keep: Sequence[str] = DEFAULT_METRICS,
+             progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Train every arm on ``seeds`` seeds; one compiled program per static group of arms.
+
+    Args:
+      arms: the variants (unique names).
+      env, env_params: the physical environment every arm trains on.
+      seeds: seeds per arm (the same keys for every arm).
+      key: root key (default ``jax.random.key(0)``); seed keys are ``split(key, seeds)``.
+      device: where to run (default: JAX's default device).
+      keep: metrics to bring back (others never leave the program).
+      progress: print progress lines while it runs.
+    Returns:
+      ``{arm name: {metric: float64/int array [seeds, intervals]}}`` plus ``"_timing"`` per arm
+      (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict.
+    """
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run_arms: arm names must be unique, got {names}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"run_arms: seeds={seeds!r}; expected an int >= 1")
+    device = device or jax.devices()[0]
+    keys = jax.device_put(jax.random.split(jax.random.key(0) if key is None else key, seeds), device)
+    out: dict[str, dict[str, Any]] = {}
+    for group in group_arms(arms):
+        members = [arms[i] for i in group]
+        label = members[0].name if len(members) == 1 else f"{members[0].name} +{len(members) - 1}"
+        template = members[0]
+        reporter = _reporter(label, template.config.num_intervals) if progress else None
+        configs = _stack([a.config for a in members])
+        tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
+
+        def one(cfg, tp, k):
+            train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
+            metrics = train(k).metrics
+            return {n: metrics[n] for n in keep if n in metrics}
+
+        fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0 if tparams is not None else None, None))
+        with jax.default_device(device):
+            t0 = time.perf_counter()
+            compiled = jax.jit(fn).lower(configs, tparams, keys).compile()
+            t1 = time.perf_counter()
+            if progress:
+                _common.log(f"  [{label}] compiled in {t1 - t0:.1f}s; {len(members)} arm(s) x {seeds} seed(s)")
+            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(configs, tparams, keys)))
+            t2 = time.perf_counter()
+        for j, arm in enumerate(members):
+            out[arm.name] = {n: v[j] for n, v in result.items()}
+            out[arm.name]["_timing"] = {"compile_s": t1 - t0, "run_s": t2 - t1, "group": label}
+    return {name: out[name] for name in names}
+
+
+def series(metrics: dict[str, np.ndarray], *, y: str = "eval_return", x: str = "physical_episodes",
+           smooth: int = 1, scale: float = 1.0) -> dict[str, Any]:
+    """One arm's curve: mean x and mean/std of ``y`` over seeds at each logging point.
+
+    ``smooth`` applies a trailing NaN-aware moving average per seed first
+    (``dtrl_jax.convergence.smooth``); ``scale`` multiplies y (e.g. 1/horizon for a per-step rate).
+    """
+    if y not in metrics or x not in metrics:
+        raise KeyError(f"series: metrics have no {y!r} or {x!r}; available: {sorted(k for k in metrics if k[0] != '_')}")
+    ys = convergence.smooth(np.asarray(metrics[y], np.float64) * scale, smooth)
+    finite = np.isfinite(ys)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        count = finite.sum(0)
+        mean = np.where(count > 0, np.where(finite, ys, 0).sum(0) / np.maximum(count, 1), np.nan)
+        var = np.where(count > 0, np.where(finite, (ys - mean) ** 2, 0).sum(0) / np.maximum(count, 1), np.nan)
+    return {"x": np.asarray(metrics[x], np.float64).mean(0).tolist(), "mean": mean.tolist(),
+            "std": np.sqrt(var).tolist(), "seeds": int(ys.shape[0])}
+
+
+def panel(runs: dict[str, dict[str, np.ndarray]], *, y: str = "eval_return", x: str = "physical_episodes",
+          xlabel: str | None = None, ylabel: str | None = None, smooth: int = 1, scale: float = 1.0,
+          arms: Sequence[str] | None = None) -> dict[str, Any]:
+    """A plot panel of the schema: the same ``y`` against ``x`` for several arms."""
+    names = list(runs) if arms is None else list(arms)
+    return {"x": x, "y": y, "xlabel": xlabel or x.replace("_", " "), "ylabel": ylabel or y.replace("_", " "),
+            "series": {n: series(runs[n], y=y, x=x, smooth=smooth, scale=scale) for n in names}}
+
+
+def provenance() -> dict[str, Any]:
+    """The code that ran (git commit, uncommitted changes) and the command line."""
+    from benchmarks import _paper
+
+    git = _paper.git_state()
+    return {**git, "command": "python -m " + " ".join(shlex.quote(a) for a in [_module_name(), *sys.argv[1:]])}
+
+
+def _module_name() -> str:
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    return spec.name if spec is not None and spec.name else Path(sys.argv[0]).stem
+
+
+def write(name: str, *, mode: str, config: dict[str, Any], summary: dict[str, Any], curves: dict[str, Any],
+          out=None, plot: Callable[[Path], Any] | None = None, extra: dict[str, Any] | None = None) -> Path:
+    """Write ``<out>/<name>.json`` in the schema above (and the PNG ``plot`` draws), return its path."""
+    doc = {"schema": SCHEMA, "mode": mode, "provenance": provenance(), "config": config, "summary": summary,
+           "curves": curves, **(extra or {})}
+    return _common.write_results(name, doc, out, plot=plot)
+
+
+def load(path) -> dict[str, Any]:
+    """Read a results file; ``ValueError`` if it is not in the harness schema (older files)."""
+    doc = json.loads(Path(path).read_text())
+    if doc.get("schema") != SCHEMA:
+        raise ValueError(f"{path}: not a {SCHEMA} results file (schema={doc.get('schema')!r})")
+    return doc
+
+
+def draw_panel(ax, panel_doc: dict[str, Any], *, colors: Sequence[str] | None = None, band: bool = True,
+               linestyle: str = "-") -> None:
+    """Draw one schema panel on a matplotlib axis: mean line per arm, +-1 std band."""
+    from benchmarks._paper import COLORS
+
+    colors = colors or COLORS
+    for i, (arm, s) in enumerate(panel_doc["series"].items()):
+        x, m, sd = (np.asarray(s[k], np.float64) for k in ("x", "mean", "std"))
+        c = colors[i % len(colors)]
+        ax.plot(x, m, color=c, lw=1.4, ls=linestyle, label=f"{arm} ({s['seeds']} seeds)")
+        if band:
+            ax.fill_between(x, m - sd, m + sd, color=c, alpha=0.15, lw=0)
+    ax.set_xlabel(panel_doc["xlabel"])
+    ax.set_ylabel(panel_doc["ylabel"])
+    ax.grid(alpha=0.3)
