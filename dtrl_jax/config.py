@@ -18,9 +18,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+import numpy as np
 from flax import struct
 
-from dtrl_jax._checks import check_choice, check_number, check_positive_int
+from dtrl_jax._checks import check_choice, check_number, check_positive_int, is_concrete
 
 
 def _static(default: Any, doc: str):
@@ -404,6 +405,25 @@ class DQNConfig(_AgentConfig):
     hidden_sizes: tuple[int, ...] = _static((120, 84), "Hidden layer widths of the MLP.")
     max_grad_norm: float = _traced(10.0, "Global-norm gradient clipping threshold; > 0.")
     loss: str = _static("mse", "TD loss: 'mse' or 'huber'.")
+    head: str = _static(
+        "auto",
+        "Q-head: 'joint' (one output per action), 'branching' (one head per action factor on a shared "
+        "torso, joint Q = mean of the branch Qs; needs an env that declares action_dims) or 'auto' "
+        "(branching when the env declares factors, else joint). See dtrl_jax.agents.networks.",
+    )
+    dueling: bool = _static(False, "Dueling head: a state value plus mean-centred advantages (per branch).")
+    n_step: int = _static(
+        1,
+        "n-step returns for physical transitions (accumulated per env inside the agent; an episode end "
+        "cuts the return short); 1 = ordinary 1-step targets. Not combinable with twin look-ahead "
+        "(which already gives k-step targets).",
+    )
+    reward_scale: float = _traced(
+        1.0,
+        "The network learns scale * (Q - reward_shift / (1 - gamma)), i.e. the values of the rewards "
+        "scale * (r - reward_shift); q_values, metrics and evaluation stay in env units. > 0.",
+    )
+    reward_shift: float = _traced(0.0, "See reward_shift in reward_scale; nonzero needs gamma < 1.")
 
     def __post_init__(self):
         o = "DQNConfig"
@@ -434,3 +454,20 @@ class DQNConfig(_AgentConfig):
         check_choice(o, "loss", self.loss, ("mse", "huber"))
         if not isinstance(self.double_q, bool):
             raise TypeError(f"{o}.double_q={self.double_q!r}: expected a bool")
+        check_choice(o, "head", self.head, ("auto", "joint", "branching"))
+        if not isinstance(self.dueling, bool):
+            raise TypeError(f"{o}.dueling={self.dueling!r}: expected a bool")
+        check_positive_int(o, "n_step", self.n_step)
+        if self.n_step > 1 and self.twin is not None and self.twin.uses_lookahead:
+            raise ValueError(
+                f"{o}.n_step={self.n_step} with twin.lookahead={self.twin.lookahead}: the look-ahead already "
+                "gives k-step targets; expected n_step=1 with a look-ahead twin"
+            )
+        check_number(o, "reward_scale", self.reward_scale, low=0.0, low_open=True)
+        check_number(o, "reward_shift", self.reward_shift)
+        if is_concrete(self.reward_shift) and is_concrete(self.gamma):
+            if np.any(np.asarray(self.reward_shift) != 0.0) and np.any(np.asarray(self.gamma) >= 1.0):
+                raise ValueError(
+                    f"{o}.reward_shift={self.reward_shift} needs gamma < 1 (the value offset is "
+                    f"reward_shift / (1 - gamma)); got gamma={self.gamma}"
+                )

@@ -264,6 +264,7 @@ class EnvSpec:
     has_violation: bool = struct.field(pytree_node=False)
     name: str = struct.field(pytree_node=False)
     can_observe: bool = struct.field(pytree_node=False)
+    action_dims: tuple | None = struct.field(pytree_node=False, default=None)
 
     def obs_example(self):
         return jnp.zeros(self.obs_shape, self.obs_dtype)
@@ -297,6 +298,7 @@ def inspect_env(env, env_params) -> EnvSpec:
         has_violation="violation" in info,
         name=str(name),
         can_observe=can_observe,
+        action_dims=tuple(env.action_dims(env_params)) if callable(getattr(env, "action_dims", None)) else None,
     )
 
 
@@ -355,7 +357,7 @@ def build_agent(config, spec: EnvSpec):
     if isinstance(config, QLearningConfig):
         return TabularQAgent(spec.num_states, spec.num_actions, config)
     if isinstance(config, DQNConfig):
-        return DQNAgent(spec.num_actions, spec.obs_example(), spec.num_states, config)
+        return DQNAgent(spec.num_actions, spec.obs_example(), spec.num_states, config, spec.action_dims)
     raise TypeError(f"config must be a QLearningConfig or DQNConfig, got {type(config).__name__}")
 
 

@@ -56,9 +56,9 @@ def test_configs_are_frozen_pytrees_with_static_shape_fields():
         cfg.gamma = 0.5  # frozen
     leaves = jax.tree.leaves(cfg)
     # traced leaves: learning_rate, gamma, eps start/end, exploration_fraction, eval_epsilon, tau,
-    # max_grad_norm (epsilon_decay_steps=None is no leaf), and the twin's state/obs noise,
-    # ready_after, build_steps, build_noise_std, health_window, health_threshold
-    assert len(leaves) == 15
+    # max_grad_norm, reward_scale, reward_shift (epsilon_decay_steps=None is no leaf), and the twin's
+    # state/obs noise, ready_after, build_steps, build_noise_std, health_window, health_threshold
+    assert len(leaves) == 17
     # a traced field can be swept; validation skips tracers
     out = jax.vmap(lambda lr: cfg.replace(learning_rate=lr).learning_rate * 2)(jnp.array([1e-3, 1e-2]))
     assert out.shape == (2,)

@@ -4,6 +4,22 @@ Physical transitions go to a physical ring buffer; twin transitions to per-domai
 gradient step draws a static share of its batch from each (``TwinConfig.twin_data_fraction``); the
 twin share counts only once the twin storage holds data, so before the twin is ready a batch is
 purely physical and the loss is a plain DQN loss.
+
+Options, all agent-side (the loop sees only ``q_values`` ``[A]`` in env units and ``learn``):
+
+* **Branching head** (``DQNConfig.head``): for an action space that is a product of factors
+  (``action_dims``, declared by the env), one head per factor; the joint value is the mean of the
+  branch values (:func:`dtrl_jax.agents.networks.joint_q_from_branches`). ``q_values`` returns that
+  joint ``[A]``, so the loop's epsilon-greedy, the twin's trials and its greedy look-ahead work
+  unchanged; the TD loss uses ``Q(s, a) = mean_i Q_i(s, a_i)`` and the bootstrap
+  ``mean_i max Q_i(s', .)`` (double DQN: per branch), which are the joint table's values.
+* **Value normalisation** (``reward_scale``, ``reward_shift``): the network's outputs ``Q'`` are
+  ``scale (Q - offset)`` with ``offset = shift / (1 - gamma)``; targets are converted exactly
+  (:func:`dtrl_jax.agents.td.normalised_returns`), ``q_values`` converts back.
+* **n-step** (``n_step``): each physical env keeps its last n 1-step transitions in
+  :class:`NStepWindow` (part of the storage pytree); every step the window's oldest transition
+  leaves as an n-step transition (shorter at an episode end, :func:`dtrl_jax.agents.td.n_step_return`),
+  so the replay receives one transition per env and step, n - 1 steps late.
 """
 
 from __future__ import annotations
@@ -16,8 +32,15 @@ import optax
 from flax import struct
 
 from dtrl_jax.agents.base import LearnStats
-from dtrl_jax.agents.networks import build_network, make_obs_encoder
-from dtrl_jax.agents.td import branch_target, double_q_bootstrap, td_loss
+from dtrl_jax.agents.networks import (
+    branch_double_q,
+    branch_max,
+    branch_q_of_action,
+    build_network,
+    joint_q_from_branches,
+    make_obs_encoder,
+)
+from dtrl_jax.agents.td import branch_target, double_q_bootstrap, n_step_return, normalised_returns, td_loss
 from dtrl_jax.storage import (
     DomainStorage,
     ReplayBuffer,
@@ -40,9 +63,66 @@ class DQNState:
 
 
 @struct.dataclass
+class NStepWindow:
+    """The last n physical 1-step transitions of every env (leaves ``[num_envs, n, ...]``, oldest first).
+
+    ``filled`` counts the vectorised steps seen (saturating at n): the window's oldest entry is a
+    real transition once ``filled == n``.
+    """
+
+    transitions: Transition
+    filled: jax.Array
+
+
+@struct.dataclass
 class DQNStorage:
     physical: ReplayBuffer
     twin: DomainStorage | None
+    window: NStepWindow | None = None
+
+
+def resolve_head(head: str, action_dims) -> tuple[int, ...] | None:
+    """The factors the Q-head branches over (None = joint head) for ``DQNConfig.head``."""
+    if head == "joint" or (head == "auto" and action_dims is None):
+        return None
+    if action_dims is None:
+        raise ValueError(
+            "DQNConfig.head='branching' needs an environment that declares its action factors "
+            "(action_dims(params), e.g. MultiUAV's (5, 5, 5, 5)); this one declares none: use "
+            "head='joint' or 'auto'"
+        )
+    return tuple(int(n) for n in action_dims)
+
+
+def _same_episode(prev: Transition, cur: Transition) -> jax.Array:
+    """Whether ``cur`` continues ``prev``'s episode: not terminated, and its obs is prev's next obs.
+
+    The loop stores the pre-reset observation as ``next_obs``, so after a truncation (or a
+    termination) the next transition starts from a reset observation that differs from it.
+    """
+    same = prev.discounts[0] > 0
+    for a, b in zip(jax.tree.leaves(prev.next_obs), jax.tree.leaves(cur.obs)):
+        same = same & jnp.all(a[0] == b)
+    return same
+
+
+def n_step_transition(window: Transition) -> Transition:
+    """The n-step transition of a window's oldest entry (leaves ``[n, ...]``, M = 1 each)."""
+    n = window.action.shape[0]
+    cont = jnp.concatenate(
+        [jnp.ones((1,), bool), jax.vmap(_same_episode)(
+            jax.tree.map(lambda x: x[:-1], window), jax.tree.map(lambda x: x[1:], window))]
+    )
+    ret, disc, m = n_step_return(window.returns[:, 0], window.discounts[:, 0], cont)
+    last = jnp.clip(m - 1, 0, n - 1)
+    return Transition(
+        obs=jax.tree.map(lambda x: x[0], window.obs),
+        action=window.action[0],
+        returns=ret[None],
+        discounts=disc[None],
+        next_obs=jax.tree.map(lambda x: x[last], window.next_obs),
+        weights=window.weights[0],
+    )
 
 
 def crossed(steps_before, steps_after, every: int):
@@ -51,13 +131,26 @@ def crossed(steps_before, steps_after, every: int):
 
 
 class DQNAgent:
-    """DQN over ``Discrete(num_actions)`` with a target network and optional double Q-learning."""
+    """DQN over ``Discrete(num_actions)`` with a target network and the options of the module docstring.
 
-    def __init__(self, num_actions: int, obs_example, num_states: int | None, config):
+    Args:
+      num_actions: size of the (joint) action space.
+      obs_example: one observation (shapes for the network's init).
+      num_states: for a ``Discrete`` observation space its size (one-hot input), else None.
+      config: a ``DQNConfig``.
+      action_dims: the env's action factors (their product is ``num_actions``), or None; used by
+        ``config.head`` ('auto' branches exactly when they are given).
+    """
+
+    def __init__(self, num_actions: int, obs_example, num_states: int | None, config, action_dims=None):
         self.num_actions = int(num_actions)
         self.config = config
         self.encode = make_obs_encoder(num_states)
-        self.network = build_network(config.network, config.hidden_sizes, self.num_actions)
+        self.action_dims = resolve_head(config.head, action_dims)
+        self.network = build_network(
+            config.network, config.hidden_sizes, self.num_actions,
+            action_dims=self.action_dims, dueling=config.dueling,
+        )
         self.obs_example = obs_example
         self.optimizer = optax.chain(
             optax.clip_by_global_norm(config.max_grad_norm),
@@ -77,10 +170,36 @@ class DQNAgent:
         # one vectorised step (num_envs > train_every), as many steps as crossings at most.
         self.updates_per_step = max(1, -(-config.num_envs // config.train_every))
 
-    # -- acting ---------------------------------------------------------------------------------
-    def apply(self, params, obs) -> jax.Array:
+    # -- values ---------------------------------------------------------------------------------
+    def _offset(self):
+        """Value offset ``shift / (1 - gamma)`` (0 when the shift is 0, whatever gamma)."""
+        shift = jnp.asarray(self.config.reward_shift, jnp.float32)
+        one_minus = 1.0 - jnp.asarray(self.config.gamma, jnp.float32)
+        return jnp.where(shift == 0, 0.0, shift / jnp.where(one_minus > 0, one_minus, 1.0))
+
+    def to_env_units(self, q_normalised: jax.Array) -> jax.Array:
+        """Network values ``scale (Q - offset)`` -> ``Q`` in the env's reward units."""
+        return q_normalised / jnp.asarray(self.config.reward_scale, jnp.float32) + self._offset()
+
+    def raw(self, params, obs) -> jax.Array:
+        """The network's output for one observation: joint ``[A]`` or branch values ``[sum n_i]``."""
         return self.network.apply(params, self.encode(obs))
 
+    def _joint(self, raw: jax.Array) -> jax.Array:
+        return raw if self.action_dims is None else joint_q_from_branches(raw, self.action_dims)
+
+    def apply(self, params, obs) -> jax.Array:
+        """Joint action values ``[A]`` of one observation, in env units."""
+        return self.to_env_units(self._joint(self.raw(params, obs)))
+
+    def branch_values(self, agent_state: DQNState, obs) -> jax.Array:
+        """Branch values ``[sum n_i]`` in env units (branching head only): the greedy joint action
+        is their per-branch argmax."""
+        if self.action_dims is None:
+            raise ValueError("branch_values needs the branching head (action factors declared)")
+        return self.to_env_units(self.raw(agent_state.params, obs))
+
+    # -- acting ---------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> DQNState:
         params = self.network.init(key, self.encode(self.obs_example))
         return DQNState(params=params, target_params=params, opt_state=self.optimizer.init(params))
@@ -98,19 +217,60 @@ class DQNAgent:
                 cfg.buffer_size, cfg.twin.twin_buffer_size, self.twin_domains, cfg.num_envs
             )
             twin = domain_storage_init(twin_example, self.twin_domains, per_domain)
-        return DQNStorage(physical=physical, twin=twin)
+        window = None
+        if self.config.n_step > 1:
+            if example.returns.shape != (1,):
+                raise ValueError(
+                    f"DQNConfig.n_step={self.config.n_step} needs 1-branch physical transitions, got "
+                    f"{example.returns.shape[0]} branches (a look-ahead twin)"
+                )
+            shape = (self.config.num_envs, self.config.n_step)
+            window = NStepWindow(
+                transitions=jax.tree.map(lambda x: jnp.zeros((*shape, *jnp.shape(x)), jnp.asarray(x).dtype), example),
+                filled=jnp.int32(0),
+            )
+        return DQNStorage(physical=physical, twin=twin, window=window)
+
+    def push_n_step(self, window: NStepWindow, physical: Transition) -> tuple[NStepWindow, Transition, jax.Array]:
+        """Append this step's 1-step transitions ``[num_envs]`` to the window; return the window, the
+        n-step transitions of the entries that leave it ``[num_envs]`` and whether they are real."""
+        shifted = jax.tree.map(
+            lambda w, x: jnp.concatenate([w[:, 1:], x[:, None]], axis=1), window.transitions, physical
+        )
+        n = self.config.n_step
+        filled = jnp.minimum(window.filled + 1, n)
+        return NStepWindow(transitions=shifted, filled=filled), jax.vmap(n_step_transition)(shifted), filled >= n
 
     # -- learning -------------------------------------------------------------------------------
+    def _q_of_action(self, raw: jax.Array, action) -> jax.Array:
+        if self.action_dims is None:
+            return raw[action]
+        return branch_q_of_action(raw, action, self.action_dims)
+
+    def _bootstrap(self, raw_target: jax.Array, raw_online: jax.Array | None) -> jax.Array:
+        """``max_a Q_target(s', a)`` (or double DQN's) of one observation, in network units."""
+        if self.action_dims is None:
+            if raw_online is None:
+                return jnp.max(raw_target)
+            return double_q_bootstrap(raw_target, raw_online)
+        if raw_online is None:
+            return branch_max(raw_target, self.action_dims)
+        return branch_double_q(raw_target, raw_online, self.action_dims)
+
     def _per_example_loss(self, params, target_params, t: Transition) -> jax.Array:
-        """Loss of one transition with M branches."""
-        q = self.apply(params, t.obs)[t.action]
-        q_next_target = jax.vmap(lambda o: self.apply(target_params, o))(t.next_obs)  # [M, A]
+        """Loss of one transition with M branches, in the network's (normalised) units."""
+        q = self._q_of_action(self.raw(params, t.obs), t.action)
+        raw_next_target = jax.vmap(lambda o: self.raw(target_params, o))(t.next_obs)  # [M, out]
+        raw_next_online = None
         if self.config.double_q:
-            q_next_online = jax.vmap(lambda o: self.apply(params, o))(t.next_obs)
-            boot = jax.vmap(double_q_bootstrap)(q_next_target, q_next_online)
+            raw_next_online = jax.vmap(lambda o: self.raw(params, o))(t.next_obs)
+            boot = jax.vmap(self._bootstrap)(raw_next_target, raw_next_online)
         else:
-            boot = jnp.max(q_next_target, axis=-1)
-        target = jax.lax.stop_gradient(branch_target(t.returns, t.discounts, boot, t.weights))
+            boot = jax.vmap(lambda r: self._bootstrap(r, None))(raw_next_target)
+        returns = normalised_returns(
+            t.returns, t.discounts, jnp.asarray(self.config.reward_scale, jnp.float32), self._offset()
+        )
+        target = jax.lax.stop_gradient(branch_target(returns, t.discounts, boot, t.weights))
         return td_loss(q - target, self.config.loss)
 
     def _batch_loss(self, params, target_params, batch: Transition) -> jax.Array:
@@ -158,7 +318,11 @@ class DQNAgent:
 
     def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key, twin_ready):
         cfg = self.config
-        storage = storage.replace(physical=buffer_add(storage.physical, physical))
+        if storage.window is not None:
+            window, physical, real = self.push_n_step(storage.window, physical)
+            storage = storage.replace(window=window, physical=buffer_add(storage.physical, physical, real))
+        else:
+            storage = storage.replace(physical=buffer_add(storage.physical, physical))
         if storage.twin is not None and twin is not None:
             # Before the twin is ready (or while it is unusable) its transitions are not stored.
             storage = storage.replace(twin=domain_storage_add(storage.twin, twin, twin_ready))

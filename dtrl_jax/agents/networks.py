@@ -17,18 +17,108 @@ Every network maps ONE encoded observation (no batch axis; callers ``vmap``) to 
 the convolution channels (all widths but the last) followed by one dense layer of the last width
 (a single width: one convolution, no extra dense layer); GRU, the GRU state size (first width)
 followed by dense layers of the remaining widths.
+
+Output heads (the last layer of every architecture, :func:`q_head`):
+
+* joint (``action_dims=None``): one output per action, ``[A]``; with ``dueling`` a state value plus
+  mean-centred advantages, ``Q(s, a) = V(s) + A(s, a) - mean_b A(s, b)``.
+* branching (``action_dims=(n_0, ..., n_{K-1})``, for a product action space of K factors): one small
+  head per factor on the shared torso, output the concatenated *branch values* ``[n_0 + ... + n_{K-1}]``
+  (with ``dueling``: one shared ``V(s)`` plus each branch's mean-centred advantages). The joint value
+  they represent is :func:`joint_q_from_branches`: ``Q(s, a) = mean_i Q_i(s, a_i)`` with ``a_i`` the
+  mixed-radix digits of the joint index (factor 0 least significant, :func:`factor_actions`). Its
+  argmax is the per-branch argmax, and ``max_a Q(s, a) = mean_i max Q_i(s, .)``, so greedy actions
+  and bootstraps cost ``O(sum n_i)`` instead of ``O(prod n_i)``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 #: Architecture names accepted by :func:`build_network` (and ``DQNConfig.network``).
 NETWORKS = ("mlp", "cnn", "gru")
+
+
+def factor_actions(action: jax.Array, action_dims: Sequence[int]) -> jax.Array:
+    """Joint action index -> ``[K]`` int32 factor actions (mixed radix, factor 0 least significant).
+
+    ``action = sum_i a_i * prod_{j < i} n_j``; e.g. MultiUAV's base-5 digits, UAV 0 first.
+    """
+    action = jnp.asarray(action, jnp.int32)
+    digits, place = [], 1
+    for n in action_dims:
+        digits.append((action // place) % n)
+        place *= int(n)
+    return jnp.stack(digits, axis=-1)
+
+
+def split_branches(flat: jax.Array, action_dims: Sequence[int]) -> list[jax.Array]:
+    """Concatenated branch values ``[..., sum n_i]`` -> list of ``[..., n_i]`` (static slices)."""
+    out, start = [], 0
+    for n in action_dims:
+        out.append(flat[..., start : start + int(n)])
+        start += int(n)
+    return out
+
+
+def joint_q_from_branches(flat: jax.Array, action_dims: Sequence[int]) -> jax.Array:
+    """The joint values ``[prod n_i]`` represented by branch values ``[sum n_i]`` (one observation).
+
+    ``Q(s, a) = (1 / K) sum_i Q_i(s, a_i)``, laid out so that index ``a`` has the digits of
+    :func:`factor_actions` (a broadcast sum over the product, factor 0 on the fastest axis).
+    """
+    chex.assert_rank(flat, 1)
+    branches = split_branches(flat, action_dims)
+    k = len(branches)
+    joint = jnp.zeros((), flat.dtype)
+    for i, q in enumerate(branches):
+        # factor i lives on axis (k - 1 - i) of the [n_{K-1}, ..., n_0] grid (C order: last = fastest)
+        shape = [1] * k
+        shape[k - 1 - i] = q.shape[0]
+        joint = joint + jnp.reshape(q, shape)
+    return jnp.reshape(joint / k, (-1,))
+
+
+def branch_q_of_action(flat: jax.Array, action: jax.Array, action_dims: Sequence[int]) -> jax.Array:
+    """``Q(s, a) = mean_i Q_i(s, a_i)`` of one joint action without forming the joint table."""
+    digits = factor_actions(action, action_dims)
+    return jnp.mean(jnp.stack([q[digits[i]] for i, q in enumerate(split_branches(flat, action_dims))]))
+
+
+def branch_max(flat: jax.Array, action_dims: Sequence[int]) -> jax.Array:
+    """``max_a Q(s, a) = mean_i max Q_i(s, .)`` of branch values ``[sum n_i]``."""
+    return jnp.mean(jnp.stack([jnp.max(q) for q in split_branches(flat, action_dims)]))
+
+
+def branch_double_q(flat_target: jax.Array, flat_online: jax.Array, action_dims: Sequence[int]) -> jax.Array:
+    """Double-DQN bootstrap per branch: target values of each branch's online argmax, averaged."""
+    pairs = zip(split_branches(flat_target, action_dims), split_branches(flat_online, action_dims))
+    return jnp.mean(jnp.stack([t[jnp.argmax(o)] for t, o in pairs]))
+
+
+def q_head(x: jax.Array, num_actions: int, action_dims: Sequence[int] | None, dueling: bool) -> jax.Array:
+    """Last layer(s) of a Q-network on features ``x`` ``[F]`` (call inside a compact module).
+
+    Joint without dueling is exactly one ``nn.Dense(num_actions)`` (the parameters, their names and
+    their initial values are those of the plain networks). See the module docstring for the rest.
+    """
+    if action_dims is None:
+        if not dueling:
+            return nn.Dense(num_actions)(x)
+        value = nn.Dense(1, name="value")(x)
+        adv = nn.Dense(num_actions, name="advantage")(x)
+        return value + adv - jnp.mean(adv)
+    heads = [nn.Dense(int(n), name=f"branch_{i}")(x) for i, n in enumerate(action_dims)]
+    if dueling:
+        value = nn.Dense(1, name="value")(x)
+        heads = [value + h - jnp.mean(h) for h in heads]
+    return jnp.concatenate(heads)
 
 
 class MLPQNetwork(nn.Module):
@@ -36,13 +126,15 @@ class MLPQNetwork(nn.Module):
 
     hidden_sizes: Sequence[int]
     num_actions: int
+    action_dims: tuple[int, ...] | None = None
+    dueling: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = jnp.reshape(x, (-1,))
         for width in self.hidden_sizes:
             x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(self.num_actions)(x)
+        return q_head(x, self.num_actions, self.action_dims, self.dueling)
 
 
 def _as_matrix(x: jax.Array, what: str) -> jax.Array:
@@ -66,6 +158,8 @@ class CNNQNetwork(nn.Module):
     hidden_sizes: Sequence[int]
     num_actions: int
     kernel_size: int = 1
+    action_dims: tuple[int, ...] | None = None
+    dueling: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -77,7 +171,7 @@ class CNNQNetwork(nn.Module):
         x = jnp.reshape(x, (-1,))
         for width in dense:
             x = nn.relu(nn.Dense(width)(x))
-        return nn.Dense(self.num_actions)(x)
+        return q_head(x, self.num_actions, self.action_dims, self.dueling)
 
 
 class GRUQNetwork(nn.Module):
@@ -90,6 +184,8 @@ class GRUQNetwork(nn.Module):
 
     hidden_sizes: Sequence[int]
     num_actions: int
+    action_dims: tuple[int, ...] | None = None
+    dueling: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -104,7 +200,7 @@ class GRUQNetwork(nn.Module):
             h, _ = cell(h, x[t])
         for width in widths[1:]:
             h = nn.relu(nn.Dense(width)(h))
-        return nn.Dense(self.num_actions)(h)
+        return q_head(h, self.num_actions, self.action_dims, self.dueling)
 
 
 def make_obs_encoder(num_states: int | None) -> Callable[[jax.Array], jax.Array]:
@@ -119,19 +215,39 @@ def make_obs_encoder(num_states: int | None) -> Callable[[jax.Array], jax.Array]
     return lambda obs: jnp.asarray(obs, jnp.float32)
 
 
-def build_network(name: str, hidden_sizes: Sequence[int], num_actions: int) -> nn.Module:
-    """The Q-network called ``name`` (one of :data:`NETWORKS`).
+def build_network(
+    name: str,
+    hidden_sizes: Sequence[int],
+    num_actions: int,
+    *,
+    action_dims: Sequence[int] | None = None,
+    dueling: bool = False,
+) -> nn.Module:
+    """The Q-network called ``name`` (one of :data:`NETWORKS`) with the head of :func:`q_head`.
+
+    ``action_dims`` given: a branching head whose output is the branch values ``[sum action_dims]``
+    (their product must be ``num_actions``); None: joint Q-values ``[num_actions]``.
 
     Raises:
-      ValueError: an unknown name (the message lists the known ones) or empty ``hidden_sizes``.
+      ValueError: an unknown name (the message lists the known ones), empty ``hidden_sizes``, or
+        ``action_dims`` whose product is not ``num_actions``.
     """
     if name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; expected one of {list(NETWORKS)}")
     widths = tuple(int(w) for w in hidden_sizes)
     if not widths:
         raise ValueError(f"network {name!r} needs at least one hidden size, got {hidden_sizes!r}")
+    dims = None
+    if action_dims is not None:
+        dims = tuple(int(n) for n in action_dims)
+        if not dims or min(dims) < 1 or int(np.prod(dims)) != int(num_actions):
+            raise ValueError(
+                f"action_dims={tuple(action_dims)!r}: expected positive factors whose product is the "
+                f"number of actions {num_actions}"
+            )
+    head = dict(action_dims=dims, dueling=bool(dueling))
     if name == "mlp":
-        return MLPQNetwork(hidden_sizes=widths, num_actions=num_actions)
+        return MLPQNetwork(hidden_sizes=widths, num_actions=num_actions, **head)
     if name == "cnn":
-        return CNNQNetwork(hidden_sizes=widths, num_actions=num_actions)
-    return GRUQNetwork(hidden_sizes=widths, num_actions=num_actions)
+        return CNNQNetwork(hidden_sizes=widths, num_actions=num_actions, **head)
+    return GRUQNetwork(hidden_sizes=widths, num_actions=num_actions, **head)

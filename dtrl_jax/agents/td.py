@@ -45,3 +45,49 @@ def td_loss(td_error: jax.Array, kind: str) -> jax.Array:
         abs_e = jnp.abs(td_error)
         return jnp.where(abs_e <= 1.0, 0.5 * jnp.square(td_error), abs_e - 0.5)
     raise ValueError(f"unknown TD loss {kind!r}; expected 'mse' or 'huber'")
+
+
+def n_step_return(rewards: jax.Array, discounts: jax.Array, continues: jax.Array):
+    """n-step return of the first transition of a window of n consecutive 1-step transitions.
+
+    Transition j of the window (j = 0 is the one the return belongs to) has reward ``rewards[j]``
+    and bootstrap multiplier ``discounts[j]`` (``gamma`` or 0 after a termination).
+    ``continues[j]`` (j >= 1) says that transition j follows transition j - 1 in the same episode;
+    ``continues[0]`` is ignored. The return stops at the first break (an episode end by
+    termination or truncation), so a window that crosses an episode boundary gives a shorter
+    return::
+
+        m = number of leading transitions of the same episode (1 <= m <= n)
+        R = sum_{j < m} (prod_{i < j} discounts[i]) rewards[j]
+        D = prod_{j < m} discounts[j]           (gamma**m, or 0 if a termination is included)
+
+    The target is ``R + D max_a Q(s', a)`` with ``s'`` the bootstrap observation of transition
+    ``m - 1`` (its pre-reset ``final_observation``: a truncated episode bootstraps from its true
+    last state).
+
+    Args:
+      rewards, discounts: float ``[n]``.
+      continues: bool ``[n]``.
+    Returns:
+      ``(R, D, m)``: float32 scalars and the int32 count of included transitions.
+    """
+    chex.assert_rank(rewards, 1)
+    chex.assert_equal_shape([rewards, discounts, continues])
+    included = jnp.cumprod(jnp.asarray(continues, jnp.float32).at[0].set(1.0))  # [n] 1, ..., 1, 0, ...
+    before = jnp.concatenate([jnp.ones((1,), jnp.float32), jnp.cumprod(discounts.astype(jnp.float32))[:-1]])
+    ret = jnp.sum(included * before * rewards.astype(jnp.float32))
+    m = jnp.sum(included).astype(jnp.int32)
+    disc = jnp.prod(jnp.where(included > 0, discounts.astype(jnp.float32), 1.0))
+    return ret, disc, m
+
+
+def normalised_returns(returns: jax.Array, discounts: jax.Array, scale, offset) -> jax.Array:
+    """Reward sums of a target in the units of a network that learns ``scale * (Q - offset)``.
+
+    With ``Q' = scale (Q - offset)`` the target ``R + D max Q(s')`` becomes
+    ``scale (R - offset (1 - D)) + D max Q'(s')``, exactly, whatever the number of steps or a
+    termination inside ``R``. With ``offset = shift / (1 - gamma)`` a 1-step target is that of the
+    rewards ``scale (r - shift)``. Shapes: ``returns`` and ``discounts`` alike (``[M]``).
+    """
+    chex.assert_equal_shape([returns, discounts])
+    return scale * (returns - offset * (1.0 - discounts))

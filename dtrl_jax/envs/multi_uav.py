@@ -8,10 +8,31 @@ served by the UAV that gives it the highest rate. Every step each UAV moves one 
 the reward is the mean user rate in Mbps; an episode is truncated after ``N = 100`` steps and never
 terminates otherwise (there is no safety failure, so ``info`` has no ``violation`` key).
 
-The paper fixes 10 users, a 500 m x 500 m area, 4 UAVs at 5 m and 8 m/s, p = 100 mW, noise
--174 dBm/Hz and N = 100. Everything else (slot duration, per-user bandwidth, carrier, hangar position,
-user mobility and layout, observation radius of the partial variant) is our documented choice: each is
-an ``EnvParams`` field whose docstring gives the reason.
+What the paper states: 10 users in an area without a base station, 4 UAVs (M = 4) starting at one
+hangar, height 5 m, speed 8 m/s, p = 100 mW, noise -174 dBm/Hz, OFDM without interference, Friis'
+law, each user served by its best UAV, N = 100 (read here as the horizon), reward = mean rate. What it
+leaves open, and we choose (each an ``EnvParams`` field whose docstring gives the reason): the area
+(500 m x 500 m is our choice; the paper names no size), the slot duration, the per-user bandwidth, the
+carrier, the hangar position, the user layout and mobility, the action set (we give each UAV
+{stay, N, S, E, W}) and the observation radius of the partial variant.
+
+Why the decision matters, and by how much: at these powers the SNR is high, so a user's rate is
+``B log2(1 + k / d^2)`` ~ ``B (log2 k - 2 log2 d)``: halving a user's distance to its UAV gains a fixed
+``2 B`` bit/s whatever the distance, and the stake of the whole trajectory is a few tens of per cent of
+the rate (hangar ~3.3 Mbps, UAVs at the users' k-means centroids ~4.1 Mbps with the defaults; the
+paper's Fig. 5 spans 4.5-5.5 Mbps, a similar ratio). The bandwidth only rescales every rate, so it
+changes no decision; the area and the speed x slot product set how many steps the fleet needs to
+reach the users (~30 steps across half the area) within the 100-step horizon, which is what makes
+the trajectory, not one move, the decision.
+
+Action factors: the joint action is the product of one move per UAV; :meth:`MultiUAV.action_dims`
+declares the factors ``(5,) * num_uavs`` (factor i = UAV i, the base-5 digit of weight ``5**i``), so a
+factorised (branching) Q-head can learn one move per UAV while the joint index stays the contract.
+
+Reference policies (not learned; functions of the true state, for scale in benchmarks):
+:func:`random_policy`, :func:`hangar_policy` (every UAV stays), :func:`myopic_policy` (argmax over all
+joint actions of the next mean rate with the users where they are) and :func:`centroid_policy` (each
+UAV flies to its k-means centroid of the users and hovers); :func:`policy_episode_rates` rolls one out.
 
 Conventions
 -----------
@@ -78,7 +99,9 @@ class EnvParams(environment.EnvParams):
     """
 
     area_size_m: float = 500.0
-    """Side of the square service area (m). Paper: 500 m x 500 m."""
+    """Side of the square service area (m). Our choice (the paper gives no size): 500 m, so that from
+    the hangar on the south edge the users are 0-560 m away and reaching them takes tens of 8 m steps,
+    a good part of the 100-step horizon (a trajectory problem, not a single move)."""
     uav_height_m: float = 5.0
     """UAV flight height (m). Paper: 5 m."""
     uav_speed_mps: float = 8.0
@@ -424,6 +447,15 @@ class MultiUAV(environment.Environment[EnvState, EnvParams]):
         return jnp.array(False)
 
     # ------------------------------------------------------------------ spaces
+    def action_dims(self, params: EnvParams | None = None) -> tuple[int, ...]:
+        """The action factors: one move in {stay, N, S, E, W} per UAV, ``(5,) * num_uavs``.
+
+        Joint index = ``sum_i move_i * 5**i`` (factor 0 = UAV 0 is the least significant), the
+        mixed-radix order of :func:`dtrl_jax.agents.networks.factor_actions`.
+        """
+        n = self.num_uavs if params is None else params.num_uavs
+        return (NUM_MOVES,) * int(n)
+
     @property
     def name(self) -> str:
         return "MultiUAV-v0"
@@ -518,3 +550,112 @@ register(
     _factory(MultiUAVPartial),
     "MultiUAV-v0 where each UAV senses only users within observe_radius_m; global obs via the twin",
 )
+
+
+# ------------------------------------------------------------------ reference policies
+# Each is ``policy(key, state, params) -> joint action`` (int32), a function of the true state.
+
+
+def random_policy(key: jax.Array, state: EnvState, params: EnvParams) -> jax.Array:
+    """A uniform joint action."""
+    return jax.random.randint(key, (), 0, NUM_MOVES**params.num_uavs, jnp.int32)
+
+
+def hangar_policy(key: jax.Array, state: EnvState, params: EnvParams) -> jax.Array:
+    """Every UAV stays (at the hangar from a reset): the no-decision baseline."""
+    return jnp.int32(0)
+
+
+def _moved(uav_pos: jax.Array, moves: jax.Array, params: EnvParams) -> jax.Array:
+    """UAV positions after per-UAV ``moves`` (``[..., num_uavs]``), clipped as in ``step_env``."""
+    f32 = jnp.float32
+    step_m = jnp.asarray(params.uav_speed_mps * params.slot_duration_s, f32)
+    delta = jnp.asarray(MOVES)[moves] * step_m
+    return jnp.clip(uav_pos + delta, 0.0, jnp.asarray(params.area_size_m, f32))
+
+
+def myopic_policy(key: jax.Array, state: EnvState, params: EnvParams) -> jax.Array:
+    """The joint action with the highest next mean rate, users held where they are (the walk has
+    zero mean); exact ties (e.g. moves of a UAV that serves nobody) broken uniformly at random.
+
+    A one-step model-based planner: it sees every action's immediate effect but nothing beyond it.
+    """
+    n = NUM_MOVES**params.num_uavs
+    moves = decode_action(jnp.arange(n, dtype=jnp.int32), params.num_uavs)  # [A, uavs]
+    uav = _moved(state.uav_pos, moves, params)  # [A, uavs, 2]
+    rates = jax.vmap(lambda u: jnp.mean(user_rates_mbps(u, state.user_pos, params)))(uav)
+    best = rates >= jnp.max(rates)
+    noise = jax.random.uniform(key, (n,))
+    return jnp.argmax(jnp.where(best, noise, -1.0)).astype(jnp.int32)
+
+
+def kmeans_centroids(points: jax.Array, k: int, iters: int = 50) -> jax.Array:
+    """Lloyd's k-means ``[k, 2]`` with a deterministic farthest-point start (southernmost point first).
+
+    An empty cluster keeps its centroid. Deterministic, so the centroid order is stable while the
+    points drift slowly (UAV i keeps its centroid i).
+    """
+    points = jnp.asarray(points, jnp.float32)
+    first = points[jnp.argmin(points[:, 1])]
+    cents = [first]
+    for _ in range(1, k):
+        d = jnp.min(jnp.stack([jnp.sum((points - c) ** 2, -1) for c in cents]), axis=0)
+        cents.append(points[jnp.argmax(d)])
+    cents = jnp.stack(cents)
+
+    def lloyd(_, c):
+        assign = jnp.argmin(jnp.sum((points[:, None] - c[None]) ** 2, -1), axis=1)
+        onehot = jax.nn.one_hot(assign, k, dtype=jnp.float32)  # [P, k]
+        count = jnp.sum(onehot, axis=0)
+        mean = (onehot.T @ points) / jnp.maximum(count, 1.0)[:, None]
+        return jnp.where(count[:, None] > 0, mean, c)
+
+    return jax.lax.fori_loop(0, iters, lloyd, cents)
+
+
+def centroid_policy(key: jax.Array, state: EnvState, params: EnvParams) -> jax.Array:
+    """UAV i flies towards k-means centroid i of the users' current positions (larger axis first,
+    one move a step) and stays once within half a step of it."""
+    target = kmeans_centroids(state.user_pos, params.num_uavs)
+    d = target - state.uav_pos
+    step_m = jnp.asarray(params.uav_speed_mps * params.slot_duration_s, jnp.float32)
+    use_x = jnp.abs(d[:, 0]) >= jnp.abs(d[:, 1])
+    dist = jnp.where(use_x, jnp.abs(d[:, 0]), jnp.abs(d[:, 1]))
+    move = jnp.where(use_x, jnp.where(d[:, 0] > 0, 3, 4), jnp.where(d[:, 1] > 0, 1, 2))
+    return encode_action(jnp.where(dist < step_m / 2, 0, move))
+
+
+def centroid_placement_rate(state: EnvState, params: EnvParams) -> jax.Array:
+    """Mean rate (Mbps) with the UAVs placed at the users' k-means centroids (a static-placement level)."""
+    return jnp.mean(user_rates_mbps(kmeans_centroids(state.user_pos, params.num_uavs), state.user_pos, params))
+
+
+#: The reference policies by name (``policy(key, state, params) -> joint action``).
+REFERENCE_POLICIES = {
+    "random": random_policy,
+    "hangar": hangar_policy,
+    "myopic": myopic_policy,
+    "centroid": centroid_policy,
+}
+
+
+def policy_episode_rates(key: jax.Array, env: MultiUAV, params: EnvParams, policy, num_episodes: int) -> jax.Array:
+    """``[num_episodes]`` mean user rate (Mbps; = episode return / horizon) of ``policy`` from resets.
+
+    Each episode runs exactly ``max_steps_in_episode`` steps (it never terminates earlier).
+    """
+    horizon = int(params.max_steps_in_episode)
+
+    def episode(k):
+        k_reset, k_run = jax.random.split(k)
+        _, state = env.reset(k_reset, params)
+
+        def body(s, kk):
+            k_act, k_step = jax.random.split(kk)
+            _, s2, reward, *_ = env.step_env(k_step, s, policy(k_act, s, params), params)
+            return s2, reward
+
+        _, rewards = jax.lax.scan(body, state, jax.random.split(k_run, horizon))
+        return jnp.mean(rewards)
+
+    return jax.vmap(episode)(jax.random.split(key, num_episodes))

@@ -447,3 +447,67 @@ def test_bad_params_raise(overrides, field):
     for env_id in ("MultiUAV-v0", "MultiUAVPartial-v0"):
         with pytest.raises(ValueError, match=field):
             dt.make(env_id, **overrides)
+
+
+# ------------------------------------------------------------------ action factors and reference policies
+def test_action_factors_match_the_joint_decoding(full):
+    from dtrl_jax.agents.networks import factor_actions
+
+    env, p = full
+    assert env.action_dims(p) == (5, 5, 5, 5)
+    assert mu.MultiUAV(num_uavs=2).action_dims() == (5, 5)
+    a = jnp.arange(625, dtype=jnp.int32)
+    np.testing.assert_array_equal(np.asarray(factor_actions(a, env.action_dims(p))),
+                                  np.asarray(mu.decode_action(a, 4)))
+
+
+def np_kmeans_fixed_point(points, centroids):
+    """Each centroid is the mean of the points nearest to it (Lloyd's fixed point)."""
+    assign = np.argmin(((points[:, None] - centroids[None]) ** 2).sum(-1), axis=1)
+    return all(np.allclose(centroids[j], points[assign == j].mean(0), atol=1e-3)
+               for j in range(len(centroids)) if np.any(assign == j))
+
+
+def test_reference_policies_by_brute_force(full):
+    env, p = full
+    _, state = env.reset(jax.random.key(0), p)
+    key = jax.random.key(3)
+    assert int(mu.hangar_policy(key, state, p)) == 0
+    a = np.asarray(jax.vmap(lambda k: mu.random_policy(k, state, p))(jax.random.split(key, 2000)))
+    assert a.min() >= 0 and a.max() < 625 and len(np.unique(a)) > 500
+    # myopic: a brute-force argmax over the 625 joint actions of the NumPy next rate, users held still
+    state = state.replace(uav_pos=jnp.asarray([[250.0, 0.0], [100.0, 300.0], [400.0, 200.0], [250.0, 250.0]]))
+    users = np.asarray(state.user_pos)
+    rates = []
+    for action in range(625):
+        digits = [(action // 5**i) % 5 for i in range(4)]
+        uav = np.clip(np.asarray(state.uav_pos) + mu.MOVES[digits] * 8.0, 0.0, 500.0)
+        rates.append(np_mean_best_rate_mbps(uav, users, p)[0])
+    rates = np.asarray(rates)
+    picks = np.asarray(jax.jit(jax.vmap(lambda k: mu.myopic_policy(k, state, p)))(jax.random.split(key, 5)))
+    for pick in picks:
+        assert rates[pick] >= rates.max() - 1e-5
+    # centroid: k-means is at a Lloyd fixed point, and each UAV moves along the larger axis towards its centroid
+    cents = np.asarray(mu.kmeans_centroids(state.user_pos, 4))
+    assert np_kmeans_fixed_point(users, cents)
+    moves = np.asarray(mu.decode_action(mu.centroid_policy(key, state, p), 4))
+    for i in range(4):
+        d = cents[i] - np.asarray(state.uav_pos[i])
+        if np.abs(d).max() < 4.0:
+            assert moves[i] == 0
+        elif abs(d[0]) >= abs(d[1]):
+            assert moves[i] == (3 if d[0] > 0 else 4)
+        else:
+            assert moves[i] == (1 if d[1] > 0 else 2)
+
+
+@pytest.mark.slow
+def test_reference_policy_rates_are_ordered(full):
+    env, p = full
+    rates = {name: float(jnp.mean(mu.policy_episode_rates(jax.random.key(0), env, p, pol, 4)))
+             for name, pol in mu.REFERENCE_POLICIES.items()}
+    _, s0 = env.reset(jax.random.key(0), p)
+    hangar_rate = np_mean_best_rate_mbps(np.asarray(s0.uav_pos), np.asarray(s0.user_pos), p)[0]
+    assert abs(rates["hangar"] - hangar_rate) < 0.02  # users drift ~10 m in an episode
+    assert rates["hangar"] < rates["random"] < min(rates["myopic"], rates["centroid"])
+    assert min(rates["myopic"], rates["centroid"]) < float(mu.centroid_placement_rate(s0, p))
