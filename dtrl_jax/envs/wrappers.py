@@ -85,6 +85,8 @@ class _Wrapper(environment.Environment):
     def __init__(self, env):
         super().__init__()
         self.inner = env
+        if callable(getattr(env, "action_dims", None)):  # product action spaces keep their factors
+            self.action_dims = env.action_dims
 
     @property
     def default_params(self):

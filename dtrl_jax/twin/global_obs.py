@@ -42,6 +42,8 @@ class GlobalObservation(environment.Environment):
                 f"method; {getattr(env, 'name', type(env).__name__)!r} has none"
             )
         self.inner = env
+        if callable(getattr(env, "action_dims", None)):  # product action spaces keep their factors
+            self.action_dims = lambda params: env.action_dims(params.inner)
 
     def wrap_params(self, params) -> GlobalObsParams:
         return GlobalObsParams(inner=params, scale=jnp.float32(1.0))

@@ -253,3 +253,14 @@ def test_the_global_view_is_off_while_the_health_check_fails():
     assert np.all(np.any(right != 0, axis=1)) and int(m["twin_faults"][-1]) == 0
     broken, m = final_global(burst_windows=((0, 600, 1e3),))  # the identical domain's state is garbage
     assert np.all(broken == 0) and int(m["twin_faults"][-1]) > 0
+
+
+def test_wrappers_keep_the_action_factors():
+    from dtrl_jax.envs.wrappers import ObservationHistory
+    from dtrl_jax.twin.global_obs import GlobalObservation
+    from dtrl_jax.train import inspect_env
+
+    env, params = dt.make("MultiUAVPartial-v0")
+    wrapped = GlobalObservation(env)
+    assert inspect_env(wrapped, wrapped.wrap_params(params)).action_dims == (5, 5, 5, 5)
+    assert inspect_env(ObservationHistory(env, 2), params).action_dims == (5, 5, 5, 5)
