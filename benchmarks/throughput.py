@@ -519,7 +519,10 @@ def compare_reference(
 
     env, params = gymnax.make("CartPole-v1")
     log_every = 1_000
-    cfg = dt.DQNConfig(total_timesteps=total_timesteps, log_every=log_every, twin=None)
+    # The library defaults of the stored comparison (learning starts at 10,000, epsilon over 50,000 steps),
+    # with learning starts inside the run for short (smoke) runs.
+    cfg = dt.DQNConfig(total_timesteps=total_timesteps, log_every=log_every, twin=None,
+                       learning_starts=min(10_000, total_timesteps // 2), epsilon_decay_steps=50_000)
     if chunk_steps % log_every or total_timesteps % chunk_steps:
         raise ValueError(f"chunk_steps={chunk_steps} must be a multiple of {log_every} and divide "
                          f"total_timesteps={total_timesteps}")

@@ -102,5 +102,5 @@ def test_incompatible_periods_raise_before_tracing():
         make_async_train(ql(total_timesteps=1_200), AsyncQLearningConfig(num_agents=2, average_every=500),
                          CHAIN, CHAIN_PARAMS)
     with pytest.raises(TypeError, match="QLearningConfig"):
-        make_async_train(dt.DQNConfig(total_timesteps=1_000, log_every=100), AsyncQLearningConfig(),
+        make_async_train(dt.DQNConfig(total_timesteps=1_000, log_every=100, learning_starts=100), AsyncQLearningConfig(),
                          CHAIN, CHAIN_PARAMS)
