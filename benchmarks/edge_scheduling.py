@@ -16,7 +16,8 @@ Every variant's seeds run as one ``jax.jit(jax.vmap(...))`` over keys; for the f
 function is ``dt.make_train(cfg, env, params)`` split with ``train.init`` / ``train.run`` at every logging
 interval, to read the Q-table there (equal to one full run, see ``make_train``).
 
-Metric. After every logging interval the *greedy order* ``argmax_a Q(a)`` (ties to the lowest index;
+Metric. After every logging interval the *greedy order* ``argmax_a Q(a)`` (the library's greedy rule,
+``dtrl_jax.evaluate``: ties split uniformly, so a tied Q-table scores the exact mean gap of its tied orders;
 for asynchronous Q-learning: of the averaged table, after every averaging round) is scored with the
 brute-force optimum (``brute_force_optimum``, all N! orders): ``normalised_gap = (cost - best) /
 (mean cost of a random order - best)``, 0 = optimal, 1 = random. Two convergence criteria, both ours
@@ -150,14 +151,20 @@ def all_costs(params) -> jax.Array:
 
 
 def gap_fn(params):
-    """``q_table -> normalised gap of its greedy order`` (ties to the lowest index), pure and jittable."""
+    """``q_table -> normalised gap of its greedy order``, pure and jittable.
+
+    The greedy rule is the library's (``dtrl_jax.evaluate``: argmax, ties broken uniformly at random);
+    its gap is computed exactly, as the mean gap over the tied maximal orders, so the metric has no
+    sampling noise. It is 0 only when the optimum is the unique greedy order.
+    """
     costs = all_costs(params)
     opt = brute_force_optimum(params)
     best, spread = float(opt["best_cost"]), float(opt["mean_cost"] - opt["best_cost"])
 
     def gap_of(q: jax.Array) -> jax.Array:
-        a = jnp.argmax(q[0])
-        return (costs[a] - best) / spread
+        tied = q[0] >= jnp.max(q[0])
+        mean_cost = jnp.sum(jnp.where(tied, costs, 0.0)) / jnp.maximum(jnp.sum(tied), 1)
+        return (mean_cost - best) / spread
 
     return gap_of, {"best_cost": best, "mean_cost": float(opt["mean_cost"]), "worst_cost": float(opt["worst_cost"]),
                     "best_action": int(opt["best_action"]), "best_order": np.asarray(opt["best_order"]).tolist(),
