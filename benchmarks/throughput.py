@@ -714,9 +714,9 @@ def plot(results: Sequence[dict[str, Any]], reference: dict[str, Any] | None, ti
     ax = axes[1, 1]
     for case in CASES:
         for feature, style in (("off", "-o"), ("trials", "--s"), ("lookahead", ":^")):
-            rows = sorted((r for r in ok if r["case"] == case and r["feature"] == feature
-                           and (feature == "off" or r["num_domains"] == SEED_SWEEP_DOMAINS)),
-                          key=lambda r: r["num_seeds"])
+            same = [r for r in ok if r["case"] == case and r["feature"] == feature]
+            sweep_d = {r["num_domains"] for r in same if r["num_seeds"] > 1}  # the seeds sweep's D
+            rows = sorted((r for r in same if r["num_domains"] in sweep_d), key=lambda r: r["num_seeds"])
             if len({r["num_seeds"] for r in rows}) < 2:
                 continue
             ax.plot([r["num_seeds"] for r in rows], [r["physical_steps_per_s"] for r in rows], style,
@@ -786,6 +786,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--domains", type=_common.int_list, default=None, help="num_domains values, e.g. 1,4,64")
     parser.add_argument("--features", type=_name_list(FEATURES), default=None, help="trials,lookahead")
     parser.add_argument("--seeds", type=_common.int_list, default=None, help="seed counts of the vmap sweep, e.g. 1,8,32")
+    parser.add_argument("--seed-features", type=_name_list(("off", *FEATURES)), default=None,
+                        help="features of the seeds sweep, e.g. off,lookahead")
+    parser.add_argument("--seed-domains", type=int, default=None,
+                        help=f"num_domains of the seeds sweep's twin features (default {SEED_SWEEP_DOMAINS})")
     parser.add_argument("--iterations", type=int, default=None, help="fixed vectorised iterations per timed call")
     parser.add_argument("--repeats", type=int, default=None, help="most timed calls per point")
     parser.add_argument("--reference-steps", type=int, default=None, help="physical steps of the reference comparison")
@@ -809,7 +813,7 @@ def build_points(cfg: dict[str, Any]) -> list[tuple[str, str, int, int]]:
             for d in domains:
                 points.append((case, feature, d, 1))
         for feature in cfg["seed_features"]:
-            d = 1 if feature == "off" else SEED_SWEEP_DOMAINS
+            d = 1 if feature == "off" else cfg.get("seed_domains", SEED_SWEEP_DOMAINS)
             for s in cfg["seeds"]:
                 if s == 1 and (feature == "off" or (case, feature, d, 1) in points):
                     continue  # already measured above
@@ -823,6 +827,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     mode = _common.run_mode(args)
     cfg = dict(MODES[mode])
     for name, attr in (("cases", "cases"), ("domains", "domains"), ("features", "features"), ("seeds", "seeds"),
+                       ("seed_features", "seed_features"), ("seed_domains", "seed_domains"),
                        ("repeats", "repeats"), ("reference_steps", "reference_steps"),
                        ("reference_seeds", "reference_seeds"), ("reference_chunk_steps", "reference_chunk_steps")):
         value = getattr(args, attr)
@@ -873,7 +878,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "device_description": device_name,
             **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
             "lookahead_k": LOOKAHEAD_K,
-            "seed_sweep_domains": SEED_SWEEP_DOMAINS,
+            "seed_sweep_domains": cfg.get("seed_domains", SEED_SWEEP_DOMAINS),
             "fixed_iterations": args.iterations,
             "load_average_at_start": load_start,
             "load_average_at_end": _common.load_average(),
