@@ -114,3 +114,16 @@ def check_positive_int(owner: str, name: str, value: Any, *, minimum: int = 1) -
 def finite_or_raise(owner: str, name: str, value: float) -> None:
     if not math.isfinite(value):
         raise ValueError(f"{owner}.{name}={value!r} is not finite")
+
+
+def check_windows(owner: str, name: str, windows: Any, parts: tuple[str, ...]) -> None:
+    """``windows`` is a tuple of tuples ``len(parts)`` long whose first two entries are integer steps
+    ``0 <= start < end`` (the other entries are the caller's to check)."""
+    shape = "(" + ", ".join(parts) + ")"
+    if not isinstance(windows, tuple):
+        raise TypeError(f"{owner}.{name}={windows!r}: expected a tuple of {shape}")
+    for window in windows:
+        if not (isinstance(window, tuple) and len(window) == len(parts)):
+            raise ValueError(f"{owner}.{name} entry {window!r}: expected {shape}")
+        check_positive_int(owner, f"{name} start", window[0], minimum=0)
+        check_positive_int(owner, f"{name} end", window[1], minimum=window[0] + 1)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from flax import struct
 
-from dtrl_jax._checks import check_choice, check_number, check_positive_int, is_concrete
+from dtrl_jax._checks import check_choice, check_number, check_positive_int, check_windows, is_concrete
 
 
 def _static(default: Any, doc: str):
@@ -202,20 +202,9 @@ class TwinConfig:
         check_number(o, "ready_after", self.ready_after, low=0, integer=True)
         check_number(o, "build_steps", self.build_steps, low=0, integer=True)
         check_number(o, "build_noise_std", self.build_noise_std, low=0.0)
-        if not isinstance(self.outage_windows, tuple):
-            raise TypeError(f"{o}.outage_windows={self.outage_windows!r}: expected a tuple of (start, end)")
-        for window in self.outage_windows:
-            if not (isinstance(window, tuple) and len(window) == 2):
-                raise ValueError(f"{o}.outage_windows entry {window!r}: expected (start, end)")
-            check_positive_int(o, "outage_windows start", window[0], minimum=0)
-            check_positive_int(o, "outage_windows end", window[1], minimum=window[0] + 1)
-        if not isinstance(self.burst_windows, tuple):
-            raise TypeError(f"{o}.burst_windows={self.burst_windows!r}: expected a tuple of (start, end, std)")
+        check_windows(o, "outage_windows", self.outage_windows, ("start", "end"))
+        check_windows(o, "burst_windows", self.burst_windows, ("start", "end", "std"))
         for window in self.burst_windows:
-            if not (isinstance(window, tuple) and len(window) == 3):
-                raise ValueError(f"{o}.burst_windows entry {window!r}: expected (start, end, std)")
-            check_positive_int(o, "burst_windows start", window[0], minimum=0)
-            check_positive_int(o, "burst_windows end", window[1], minimum=window[0] + 1)
             check_number(o, "burst_windows std", window[2], low=0.0)
         if self.max_divergence is not None:
             check_number(o, "max_divergence", self.max_divergence, low=0.0, low_open=True)

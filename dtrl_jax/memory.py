@@ -115,7 +115,7 @@ def estimate_memory(config, env, env_params, *, twin_params=None, num_seeds: int
         with it.
     Returns:
       A dict of ints (bytes), per seed unless named ``total``: ``replay_physical_bytes`` (physical
-      replay storage), ``replay_twin_bytes`` (the twin's per-domain storage), ``domain_states_bytes``
+      replay storage), ``replay_twin_bytes`` (the twin's per-domain storage and the shield's vetoed transitions), ``domain_states_bytes``
       (the digital domains' states and observations), ``agent_bytes`` (parameters, target parameters,
       optimiser state or Q-table), ``env_states_bytes`` (physical environments and their
       observations), ``metrics_bytes`` (one row per logging interval), ``twin_step_bytes`` (one
@@ -144,7 +144,8 @@ def estimate_from_runner(config, env, env_params, runner, *, spec=None, num_seed
     twin_storage = getattr(storage, "twin", None) if storage is not None else None
     out: dict[str, Any] = {
         "replay_physical_bytes": tree_bytes(physical) if physical is not None else tree_bytes(storage),
-        "replay_twin_bytes": tree_bytes(twin_storage),
+        # The shield's replay of vetoed transitions (DQN) is twin data too.
+        "replay_twin_bytes": tree_bytes(twin_storage) + tree_bytes(getattr(storage, "vetoed", None)),
         "domain_states_bytes": tree_bytes(runner.domains),
         "agent_bytes": tree_bytes(runner.agent_state),
         "env_states_bytes": tree_bytes(runner.env_state) + tree_bytes(runner.obs),

@@ -47,7 +47,7 @@ from dtrl_jax.host_callback import once_per_batch
 from dtrl_jax.memory import check_fits, describe, estimate_from_runner
 from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
-from dtrl_jax.transition import Transition, one_step_transition
+from dtrl_jax.transition import one_step_transition, pad_branches
 from dtrl_jax.twin.global_obs import GlobalObservation, GlobalObsParams
 from dtrl_jax.twin.noise import state_noise_std
 from dtrl_jax.twin.space import DigitalSpace, surprise
@@ -361,17 +361,6 @@ def build_agent(config, spec: EnvSpec):
     raise TypeError(f"config must be a QLearningConfig or DQNConfig, got {type(config).__name__}")
 
 
-def _pad_branches(t: Transition, m: int) -> Transition:
-    """A 1-branch transition as M branches with one-hot weights: the same target, bit for bit."""
-    rep = lambda x: jnp.repeat(x, m, axis=0)  # noqa: E731
-    return t.replace(
-        returns=rep(t.returns),
-        discounts=rep(t.discounts),
-        next_obs=jax.tree.map(rep, t.next_obs),
-        weights=jnp.zeros((m,), jnp.float32).at[0].set(1.0),
-    )
-
-
 def _select(pred, a, b):
     return jax.tree.map(lambda x, y: jnp.where(pred, x, y), a, b)
 
@@ -604,13 +593,12 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
                     discounts=shard.constrain(looked.discounts, 1),
                     next_obs=shard.constrain(looked.next_obs, 1),
                 )
-                padded = jax.vmap(lambda t: _pad_branches(t, twin.lookahead_rollouts))(physical)
+                padded = jax.vmap(lambda t: pad_branches(t, twin.lookahead_rollouts))(physical)
                 physical = _select_envs(twin_on, looked, padded)
 
-        # Tabular Q learns the vetoed actions' twin transitions; DQN's twin replay has one buffer
-        # per trial domain and no place for them yet, so its shield only vetoes.
-        learned_veto = vetoed if isinstance(agent, TabularQAgent) else None
-        twin_batch, twin_mask = twin_learning_batch(trials, learned_veto, twin_on, replace)
+        # The vetoed actions' twin transitions are learned as one more twin domain (the last),
+        # masked to the vetoed envs: tabular Q updates on them, DQN keeps them in a replay of its own.
+        twin_batch, twin_mask = twin_learning_batch(trials, vetoed, twin_on, replace)
         agent_state, storage, stats = agent.learn(
             runner.agent_state, runner.storage, physical, twin_batch, steps, steps_after, keys["learn"], twin_mask
         )
@@ -749,7 +737,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         )
         agent_state = agent.init(k_init)
         example = one_step_transition(spec.obs_example(), 0, 0.0, False, spec.obs_example(), gamma)
-        physical_example = _pad_branches(example, twin.lookahead_rollouts) if use_lookahead else example
+        physical_example = pad_branches(example, twin.lookahead_rollouts) if use_lookahead else example
         storage = agent.init_storage(physical_example, example if use_trials else None)
         domains = None
         if use_space:

@@ -56,3 +56,15 @@ def one_step_transition(obs, action, reward, terminated, bootstrap_obs, gamma) -
         next_obs=jax.tree.map(lambda x: x[None], bootstrap_obs),
         weights=jnp.ones((1,), jnp.float32),
     )
+
+
+def pad_branches(t: Transition, m: int) -> Transition:
+    """A 1-branch transition (no batch axes) as M branches with one-hot weights: the same target, bit
+    for bit, in a storage whose transitions have M branches (a look-ahead twin's)."""
+    rep = lambda x: jnp.repeat(x, m, axis=0)  # noqa: E731
+    return t.replace(
+        returns=rep(t.returns),
+        discounts=rep(t.discounts),
+        next_obs=jax.tree.map(rep, t.next_obs),
+        weights=jnp.zeros((m,), jnp.float32).at[0].set(1.0),
+    )

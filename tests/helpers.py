@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import jax
@@ -90,3 +91,27 @@ def chain_q_star(length: int, gamma: float):
 
 def tree_equal(a: Any, b: Any) -> bool:
     return all(jax.tree.leaves(jax.tree.map(lambda x, y: bool(jnp.array_equal(x, y, equal_nan=True)), a, b)))
+
+
+#: A registered id for ``Chain`` (fast to compile): the CLI code paths are env-agnostic.
+CHAIN_ID = "TestChain-v0"
+
+#: CLI flags of a tiny run on ``CHAIN_ID``.
+TINY_CLI_RUN = ["--total-timesteps", "40", "--log-every", "10", "--epsilon-decay-steps", "30",
+                "--env-param", "max_steps_in_episode=12"]
+
+
+@contextlib.contextmanager
+def chain_env_registered():
+    """``CHAIN_ID`` registered with dtrl_jax (and gymnax) while the block runs, unless it already was."""
+    import dtrl_jax as dt
+    from dtrl_jax.envs import register, registry
+
+    added = CHAIN_ID not in dt.registered_envs()
+    if added:
+        register(CHAIN_ID, lambda **kw: (Chain(), ChainParams(**kw)), "5-state chain from tests/helpers.py")
+    try:
+        yield CHAIN_ID
+    finally:
+        if added:
+            registry.unregister(CHAIN_ID)

@@ -19,27 +19,19 @@ from dtrl_jax import cli, runs
 from dtrl_jax.cli import main
 from dtrl_jax.plotting import curve
 from dtrl_jax.progress import ProgressBar
+from tests.helpers import CHAIN_ID, TINY_CLI_RUN, chain_env_registered
 
 ROOT = Path(__file__).resolve().parent.parent
 AP = "AccessPointSelection-v0"
 TINY_AP = ["--total-timesteps", "1000", "--log-every", "250", "--epsilon-decay-steps", "500"]
-CHAIN = "TestChain-v0"  # a 5-state chain: the CLI code paths are env-agnostic and this compiles fast
-TINY = ["--total-timesteps", "40", "--log-every", "10", "--epsilon-decay-steps", "30",
-        "--env-param", "max_steps_in_episode=12"]
+CHAIN, TINY = CHAIN_ID, TINY_CLI_RUN
 
 
 @pytest.fixture(scope="module", autouse=True)
 def chain_registered():
     """A tiny registered env (fast to compile) for this module only."""
-    from dtrl_jax.envs import register, registry
-    from tests.helpers import Chain, ChainParams
-
-    added = CHAIN not in dt.registered_envs()
-    if added:
-        register(CHAIN, lambda **kw: (Chain(), ChainParams(**kw)), "5-state chain from tests/helpers.py")
-    yield
-    if added:
-        registry.unregister(CHAIN)
+    with chain_env_registered():
+        yield
 
 
 def run_cli(*args):

@@ -20,25 +20,18 @@ import pytest
 import dtrl_jax as dt
 from dtrl_jax import cli, runs, tracking
 from dtrl_jax.cli import main
+from tests.helpers import CHAIN_ID, TINY_CLI_RUN, chain_env_registered
 
 ROOT = Path(__file__).resolve().parent.parent
 AP = "AccessPointSelection-v0"
-CHAIN = "TestChain-v0"
-TINY = ["--total-timesteps", "40", "--log-every", "10", "--epsilon-decay-steps", "30",
-        "--env-param", "max_steps_in_episode=12"]
+CHAIN, TINY = CHAIN_ID, TINY_CLI_RUN
 
 
 @pytest.fixture(scope="module", autouse=True)
 def chain_registered():
-    from dtrl_jax.envs import register, registry
-    from tests.helpers import Chain, ChainParams
-
-    added = CHAIN not in dt.registered_envs()
-    if added:
-        register(CHAIN, lambda **kw: (Chain(), ChainParams(**kw)), "5-state chain from tests/helpers.py")
-    yield
-    if added:
-        registry.unregister(CHAIN)
+    """A tiny registered env (fast to compile) for this module only."""
+    with chain_env_registered():
+        yield
 
 
 def err_of(argv, capsys):

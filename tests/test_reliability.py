@@ -8,7 +8,6 @@ from pathlib import Path
 
 import gymnax
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings

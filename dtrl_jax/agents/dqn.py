@@ -20,6 +20,14 @@ Options, all agent-side (the loop sees only ``q_values`` ``[A]`` in env units an
   :class:`NStepWindow` (part of the storage pytree); every step the window's oldest transition
   leaves as an n-step transition (shorter at an episode end, :func:`dtrl_jax.agents.td.n_step_return`),
   so the replay receives one transition per env and step, n - 1 steps late.
+* **Shield** (``TwinConfig.shield``): the twin transitions of the exploratory actions the shield
+  vetoed (the loop hands them over as the last twin domain, masked to the vetoed envs) go to a replay
+  of their own, ``DQNStorage.vetoed`` (``buffer_size`` transitions, shaped like the physical ones).
+  They stand for physical experience the agent did not take, so they are drawn like physical
+  experience: each slot of a batch's physical share is a vetoed transition with probability
+  ``n_vetoed / (n_vetoed + n_physical)`` (stored counts), a uniform one of them. With none stored the
+  batch is bit for bit what it would be without the shield's replay. (``twin_data_fraction=1`` leaves
+  no physical share, so vetoed transitions are then never drawn.)
 """
 
 from __future__ import annotations
@@ -52,7 +60,7 @@ from dtrl_jax.storage import (
     domain_storage_sample,
     twin_capacity_per_domain,
 )
-from dtrl_jax.transition import Transition
+from dtrl_jax.transition import Transition, pad_branches
 
 
 @struct.dataclass
@@ -76,9 +84,14 @@ class NStepWindow:
 
 @struct.dataclass
 class DQNStorage:
+    """Replay storage: ``physical`` (ring buffer), ``twin`` (one ring buffer per trial domain, or
+    None), ``window`` (n-step window, or None) and ``vetoed`` (the shield's vetoed transitions, or
+    None)."""
+
     physical: ReplayBuffer
     twin: DomainStorage | None
     window: NStepWindow | None = None
+    vetoed: ReplayBuffer | None = None
 
 
 def resolve_head(head: str, action_dims) -> tuple[int, ...] | None:
@@ -166,6 +179,7 @@ class DQNAgent:
         else:
             self.twin_batch = 0
         self.physical_batch = config.batch_size - self.twin_batch
+        self.learns_vetoes = twin is not None and twin.uses_domains and twin.shield
         # One gradient step per crossing of a multiple of train_every; with several crossings in
         # one vectorised step (num_envs > train_every), as many steps as crossings at most.
         self.updates_per_step = max(1, -(-config.num_envs // config.train_every))
@@ -229,7 +243,8 @@ class DQNAgent:
                 transitions=jax.tree.map(lambda x: jnp.zeros((*shape, *jnp.shape(x)), jnp.asarray(x).dtype), example),
                 filled=jnp.int32(0),
             )
-        return DQNStorage(physical=physical, twin=twin, window=window)
+        vetoed = buffer_init(example, self.config.buffer_size) if self.learns_vetoes else None
+        return DQNStorage(physical=physical, twin=twin, window=window, vetoed=vetoed)
 
     def push_n_step(self, window: NStepWindow, physical: Transition) -> tuple[NStepWindow, Transition, jax.Array]:
         """Append this step's 1-step transitions ``[num_envs]`` to the window; return the window, the
@@ -282,15 +297,31 @@ class DQNAgent:
         params = optax.apply_updates(agent_state.params, updates)
         return agent_state.replace(params=params, opt_state=opt_state), loss
 
+    def _physical_share(self, storage: DQNStorage, key, batch_size: int) -> Transition:
+        """``batch_size`` physical transitions drawn with ``key``; with the shield's replay, each slot
+        is a vetoed transition with probability ``n_vetoed / (n_vetoed + n_physical)`` (drawn with
+        keys folded from ``key``, so the physical draw itself is unchanged)."""
+        batch = buffer_sample(storage.physical, key, batch_size)
+        if storage.vetoed is None:
+            return batch
+        k_pick, k_item = jax.random.fold_in(key, 2), jax.random.fold_in(key, 3)
+        n_vetoed = storage.vetoed.size.astype(jnp.float32)
+        share = n_vetoed / jnp.maximum(n_vetoed + storage.physical.size.astype(jnp.float32), 1.0)
+        pick = jax.random.uniform(k_pick, (batch_size,)) < share
+        vetoed = buffer_sample(storage.vetoed, k_item, batch_size)
+        return jax.tree.map(
+            lambda v, p: jnp.where(jnp.reshape(pick, (batch_size,) + (1,) * (p.ndim - 1)), v, p), vetoed, batch
+        )
+
     def _physical_step(self, agent_state: DQNState, storage: DQNStorage, key):
         """Plain DQN step: the whole batch from physical storage."""
-        batch = buffer_sample(storage.physical, key, self.config.batch_size)
+        batch = self._physical_share(storage, key, self.config.batch_size)
         loss_fn = lambda p: self._batch_loss(p, agent_state.target_params, batch) / self.config.batch_size  # noqa: E731
         return self._sgd(agent_state, loss_fn)
 
     def _mixed_step(self, agent_state: DQNState, storage: DQNStorage, k_phys, k_twin):
         """DT step: ``physical_batch`` physical and ``twin_batch`` twin transitions."""
-        physical = buffer_sample(storage.physical, k_phys, self.physical_batch)
+        physical = self._physical_share(storage, k_phys, self.physical_batch)
         twin = domain_storage_sample(storage.twin, k_twin, self.twin_batch)
 
         def loss_fn(p):
@@ -316,6 +347,21 @@ class DQNAgent:
             agent_state,
         )
 
+    def _store_vetoed(self, storage: DQNStorage, twin: Transition, twin_ready):
+        """Split the shield's domain (the last of ``twin``, ``[domains, num_envs, ...]``) off the trial
+        domains and add its vetoed envs' transitions to ``storage.vetoed``. Returns the storage, the
+        trial domains (None without trials) and their mask."""
+        domains, num_envs = twin.action.shape[:2]
+        mask = jnp.broadcast_to(jnp.asarray(twin_ready), (domains, num_envs))
+        vetoed = jax.tree.map(lambda x: x[-1], twin)
+        branches = storage.vetoed.data.returns.shape[1]
+        if branches > 1:  # a look-ahead twin's physical transitions have M branches
+            vetoed = jax.vmap(lambda t: pad_branches(t, branches))(vetoed)
+        storage = storage.replace(vetoed=buffer_add(storage.vetoed, vetoed, mask[-1]))
+        if domains == 1:
+            return storage, None, twin_ready
+        return storage, jax.tree.map(lambda x: x[:-1], twin), mask[:-1]
+
     def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key, twin_ready):
         cfg = self.config
         if storage.window is not None:
@@ -323,6 +369,8 @@ class DQNAgent:
             storage = storage.replace(window=window, physical=buffer_add(storage.physical, physical, real))
         else:
             storage = storage.replace(physical=buffer_add(storage.physical, physical))
+        if storage.vetoed is not None and twin is not None:
+            storage, twin, twin_ready = self._store_vetoed(storage, twin, twin_ready)
         if storage.twin is not None and twin is not None:
             # Before the twin is ready (or while it is unusable) its transitions are not stored.
             storage = storage.replace(twin=domain_storage_add(storage.twin, twin, twin_ready))

@@ -7,7 +7,6 @@ joint head cannot sample enough in the same budget.
 
 from __future__ import annotations
 
-import itertools
 
 import jax
 import jax.numpy as jnp
@@ -17,7 +16,7 @@ from flax import struct
 from gymnax.environments import environment, spaces
 
 import dtrl_jax as dt
-from dtrl_jax.agents.dqn import DQNAgent, n_step_transition
+from dtrl_jax.agents.dqn import DQNAgent
 from dtrl_jax.agents.networks import (
     branch_double_q,
     branch_max,
@@ -27,7 +26,7 @@ from dtrl_jax.agents.networks import (
     joint_q_from_branches,
 )
 from dtrl_jax.agents.td import n_step_return, normalised_returns
-from dtrl_jax.transition import Transition, one_step_transition
+from dtrl_jax.transition import one_step_transition
 
 DIMS = (3, 4, 2)
 

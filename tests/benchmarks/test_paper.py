@@ -11,7 +11,6 @@ import math
 import re
 
 import numpy as np
-import pytest
 
 from benchmarks import _common, ap_selection, edge_scheduling, multi_uav
 

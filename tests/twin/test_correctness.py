@@ -178,6 +178,55 @@ def test_the_shield_learns_the_vetoed_action_in_the_twin():
     assert out.metrics["twin_transitions"][-1] == 6_000  # one shield step per physical step
 
 
+def _dqn_shield_run(**twin_kw):
+    from tests.helpers import Chain, ChainParams
+
+    # gamma 0.5: Q*(3, 0) = 0.3 / 0.5 = 0.6 < Q*(3, 1) = 1, so the greedy action in 3 becomes 1 and the
+    # shield vetoes the exploratory 0s there.
+    cfg = dt.DQNConfig(total_timesteps=3_000, num_envs=2, log_every=1_000, gamma=0.5, learning_starts=200,
+                       epsilon_decay_steps=2_000, buffer_size=2_000, batch_size=16, hidden_sizes=(16,),
+                       twin=dt.TwinConfig(num_domains=2, shield=True, **twin_kw))
+    params = ChainParams(length=5, max_steps_in_episode=30, features=True)
+    return jax.jit(dt.make_train(cfg, Chain(), params))(jax.random.key(0))
+
+
+@pytest.mark.parametrize("twin_kw", [{}, {"action_trials": 2, "lookahead": 2, "lookahead_rollouts": 2}])
+def test_dqn_keeps_every_vetoed_transition_in_its_replay(twin_kw):
+    """Each shield veto stores exactly one twin transition: the vetoed action 0 from the risky state 3
+    (with a look-ahead twin padded to its M branches, one-hot weights); on 0b2d2f2 DQN stored none."""
+    out = _dqn_shield_run(**twin_kw)
+    vetoed = out.runner_state.storage.vetoed
+    n = int(vetoed.size)
+    assert n == int(out.metrics["shielded"][-1]) > 0
+    obs = np.asarray(vetoed.data.obs[:n])
+    np.testing.assert_array_equal(obs, np.tile(np.eye(5)[3], (n, 1)))
+    np.testing.assert_array_equal(np.asarray(vetoed.data.action[:n]), 0)
+    branches = twin_kw.get("lookahead_rollouts", 1)
+    np.testing.assert_allclose(np.asarray(vetoed.data.returns[:n]), np.full((n, branches), 0.3))
+    np.testing.assert_array_equal(np.asarray(vetoed.data.weights[:n]), np.tile(np.eye(branches)[0], (n, 1)))
+
+
+def test_dqn_draws_vetoed_transitions_like_physical_ones():
+    """A batch slot is a vetoed transition with probability n_vetoed / (n_vetoed + n_physical)."""
+    from dtrl_jax.storage import buffer_add, buffer_init
+    from dtrl_jax.transition import one_step_transition
+
+    cfg = dt.DQNConfig(total_timesteps=1_000, learning_starts=100, buffer_size=400,
+                       twin=dt.TwinConfig(num_domains=2, shield=True))
+    from tests.helpers import Chain, ChainParams
+
+    agent = dt.make_train(cfg, Chain(), ChainParams(length=5, features=True)).agent
+    example = one_step_transition(jnp.zeros(5), 0, 0.0, False, jnp.zeros(5), 0.9)
+    storage = agent.init_storage(example, None)
+    batch = lambda a, n: jax.tree.map(lambda x: jnp.broadcast_to(x, (n, *x.shape)), example.replace(action=jnp.int32(a)))  # noqa: E731
+    storage = storage.replace(physical=buffer_add(storage.physical, batch(0, 300)),
+                              vetoed=buffer_add(storage.vetoed, batch(1, 100)))
+    draws = agent._physical_share(storage, jax.random.key(0), 20_000)
+    assert abs(float(np.mean(np.asarray(draws.action))) - 0.25) < 0.015
+    empty = storage.replace(vetoed=buffer_init(example, 400))
+    np.testing.assert_array_equal(np.asarray(agent._physical_share(empty, jax.random.key(0), 64).action), 0)
+
+
 # ---------------------------------------------------------------- exact, complete counts (item 7)
 def test_count_add_is_exact_beyond_float32_and_int32():
     from dtrl_jax.train import COUNT_BASE, count_add
