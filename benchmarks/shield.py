@@ -137,7 +137,7 @@ DQN_ARMS: dict[str, dict[str, Any]] = {
 
 
 def ql_config(total_steps: int, log_every: int, curve_eval_episodes: int = 0) -> dt.QLearningConfig:
-    """Tabular Q-learning as in ``dtrl_jax.demo``: alpha 0.1, gamma 0.9, epsilon 1 -> 0.05 over half the run.
+    """Tabular Q-learning as in ``dtrl_jax.experiment.demo``: alpha 0.1, gamma 0.9, epsilon 1 -> 0.05 over half the run.
 
     ``curve_eval_episodes`` greedy episodes per logging interval give the ``eval_return`` curve.
     """
