@@ -165,9 +165,9 @@ class DQNAgent:
             action_dims=self.action_dims, dueling=config.dueling,
         )
         self.obs_example = obs_example
-        self.optimizer = optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm),
-            optax.adam(learning_rate=config.learning_rate),
+        adam = optax.adam(learning_rate=config.learning_rate)
+        self.optimizer = adam if config.max_grad_norm is None else optax.chain(
+            optax.clip_by_global_norm(config.max_grad_norm), adam
         )
         twin = config.twin
         self.twin_domains = twin.action_trials - 1 if twin is not None and twin.uses_trials else 0
