@@ -184,7 +184,13 @@ class TwinConfig:
         "the next step on. Needs calibrate_fields, calibrate_buffer >= num_envs and a twin feature that "
         "runs the domains. 0 = off; >= 0.",
     )
-    calibrate_fields: tuple = _static(
+    calibrate_until: int | None = _static(
+        None,
+        "Calibration phases only while the physical step count is below this (e.g. the end of the epsilon "
+        "decay: later physical data come from a near-greedy policy and say little about the actions the "
+        "twin's trials try); None = for the whole run. >= 1.",
+    )
+    calibrate_fields: tuple[str, ...] = _static(
         (),
         "EnvParams fields the in-loop calibration fits: traced float fields of the env's params (checked "
         "by make_train; dtrl_jax.twin.calibration lists which ones each env identifies). Non-empty exactly "
@@ -206,7 +212,8 @@ class TwinConfig:
         "Settings of each phase's fit: (name, value) pairs (or a dict) of CalibrationConfig fields other "
         "than fields (method, steps, population, num_samples, bounds, range_factor, ...); omitted ones "
         "take CalibrationConfig's defaults. num_samples also sets twin_error's samples per transition. "
-        "Bounds default to a range around the initial twin params, fixed for the whole run.",
+        "Bounds default to a range around the initial twin params, fixed for the whole run. On the command "
+        "line in the Python form: \"(('method', 'cem'), ('steps', 20))\".",
     )
 
     def __post_init__(self):
@@ -268,6 +275,8 @@ class TwinConfig:
 
         check_positive_int(o, "calibrate_every", self.calibrate_every, minimum=0)
         check_positive_int(o, "calibrate_buffer", self.calibrate_buffer, minimum=0)
+        if self.calibrate_until is not None:
+            check_positive_int(o, "calibrate_until", self.calibrate_until)
         if not isinstance(self.calibrate_per_domain, bool):
             raise TypeError(f"{o}.calibrate_per_domain={self.calibrate_per_domain!r}: expected a bool")
         fields = (self.calibrate_fields,) if isinstance(self.calibrate_fields, str) else self.calibrate_fields

@@ -16,6 +16,8 @@ bottom, the program is::
             advance the domains to s_{t+1} (copy = sync, or simulate between syncs)
             M look-ahead rollouts of k - 1 steps from them -> averaged k-step target
           agent.learn(physical transitions, twin transitions)   (tabular update or replay + SGD)
+          in-loop calibration, if on: record (s_t, a_t, o_{t+1}, r_t) in a ring buffer; every
+            calibrate_every steps fit the domains' EnvParams to it (dtrl_jax.twin.online)
           episode bookkeeping (returns, violations)
 
 With ``twin=None`` (or every twin feature off) the same program is plain physical RL. Twin agents
@@ -530,7 +532,10 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         def fit(c):
             return online.phase(env, c, calibration_prior, key, twin.calibration_config, twin.calibrate_per_domain)
 
-        return jax.lax.cond(crossed(steps, steps_after, twin.calibrate_every), fit, lambda c: c, cal)
+        now = crossed(steps, steps_after, twin.calibrate_every)
+        if twin.calibrate_until is not None:
+            now = now & (steps < twin.calibrate_until)
+        return jax.lax.cond(now, fit, lambda c: c, cal)
 
     def twin_error_metric(runner, index):
         if not use_calibration:
