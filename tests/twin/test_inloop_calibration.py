@@ -88,6 +88,18 @@ def test_per_domain_calibration_under_vmap_over_seeds_keys_differ_and_one_key_re
     assert np.all(te[:, -1] < 0.3 * np.asarray(start))
 
 
+def test_calibrate_until_stops_the_phases():
+    train = dt.make_train(config(**CALIBRATING, calibrate_until=300), ENV, PARAMS, twin_params=TWIN)
+    runner, intervals = train.init(jax.random.key(0))
+    run = jax.jit(train.run)
+    first, _ = run(runner, intervals[:2])  # the phase at step 256 only
+    last, _ = run(first, intervals[2:])
+    a, b = np.asarray(first.calibration.params.ap_rate_mbps), np.asarray(last.calibration.params.ap_rate_mbps)
+    assert not np.array_equal(a, np.asarray(TWIN.ap_rate_mbps))
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(np.asarray(last.calibration.buffer.action), np.asarray(first.calibration.buffer.action))
+
+
 def _count_conds(cfg):
     train = dt.make_train(cfg, ENV, PARAMS, twin_params=TWIN)
     return str(jax.make_jaxpr(jax.vmap(train))(jax.random.split(jax.random.key(0), 2))).count(" cond[")
@@ -120,6 +132,7 @@ def test_make_train_rejects_bad_calibration_before_tracing(twin, match):
     (dict(calibrate_options={"population": 1}), "calibrate_options.*population=1"),
     (dict(calibrate_options={"fields": ("a",)}), "unknown setting\\(s\\) \\['fields'\\]"),
     (dict(action_trials=1, num_domains=1), "need the digital domains"),
+    (dict(calibrate_every=256, calibrate_fields=FIELDS, calibrate_until=0), "calibrate_until=0"),
 ])
 def test_twin_config_rejects_bad_calibration_fields(twin, match):
     base = dict(num_domains=3, action_trials=3, calibrate_buffer=256)
