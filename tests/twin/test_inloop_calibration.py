@@ -25,6 +25,8 @@ def config(**twin):
                               twin=dt.TwinConfig(**base))
 
 
+buffer_error = jax.jit(lambda c, k: online.buffer_twin_error(ENV, c, k, 1))
+
 CALIBRATING = dict(calibrate_every=256, calibrate_fields=FIELDS, calibrate_options=OPTIONS)
 
 
@@ -40,18 +42,18 @@ def test_inloop_calibration_lowers_twin_error_and_parameter_error():
     final = res.runner_state.calibration
     key = jax.random.key(5)
     # on the final buffer (the last 256 physical transitions): the mismatched start against the fit
-    before = float(online.buffer_twin_error(ENV, final.replace(params=TWIN), key, 1))
-    after = float(online.buffer_twin_error(ENV, final, key, 1))
-    perfect = float(online.buffer_twin_error(ENV, final.replace(params=online.replicate(PARAMS, 3)), key, 1))
+    before = float(buffer_error(final.replace(params=TWIN), key))
+    after = float(buffer_error(final, key))
+    perfect = float(buffer_error(final.replace(params=online.replicate(PARAMS, 3)), key))
     assert before > 0.01 and after < 0.3 * before and perfect < after
     # the metric: the first phase runs at step 256, the end of interval 0; then the error stays low
     metric = np.asarray(res.metrics["twin_error"])
     last_key = jax.random.fold_in(jax.random.fold_in(res.runner_state.eval_key, dt.train.TWIN_ERROR_STREAM), 3)
-    np.testing.assert_allclose(metric[-1], float(online.buffer_twin_error(ENV, final, last_key, 1)), rtol=1e-6)
+    np.testing.assert_allclose(metric[-1], float(buffer_error(final, last_key)), rtol=1e-6)
     assert np.all(metric[1:] < 0.3 * before)
     params = final.params
-    err0 = float(jnp.mean(jax.vmap(lambda p: cal.param_error(p, PARAMS, FIELDS))(TWIN)))
-    err1 = float(jnp.mean(jax.vmap(lambda p: cal.param_error(p, PARAMS, FIELDS))(params)))
+    err = jax.jit(lambda stack: jnp.mean(jax.vmap(lambda p: cal.param_error(p, PARAMS, FIELDS))(stack)))
+    err0, err1 = float(err(TWIN)), float(err(params))
     assert err1 < 0.5 * err0
     # shared mode writes one fit into every domain; only the calibrated fields change
     for f in FIELDS:
@@ -83,7 +85,7 @@ def test_per_domain_calibration_under_vmap_over_seeds_keys_differ_and_one_key_re
     assert not np.array_equal(rates[0], rates[1])
     assert not np.allclose(rates[0, 0], rates[0, 1])  # each domain fitted from its own start and key
     np.testing.assert_array_equal(te, np.asarray(run(keys).metrics["twin_error"]))
-    start = jax.vmap(lambda c: online.buffer_twin_error(ENV, c.replace(params=TWIN), jax.random.key(5), 1))(
+    start = jax.jit(jax.vmap(lambda c: buffer_error(c.replace(params=TWIN), jax.random.key(5))))(
         batched.runner_state.calibration)
     assert np.all(te[:, -1] < 0.3 * np.asarray(start))
 
