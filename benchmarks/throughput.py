@@ -15,7 +15,7 @@ rollouts over the vmapped domain axis, replay, gradient step, metrics), compiled
    steps/s, twin transitions/s (from the ``twin_transitions`` metric), gradient updates/s (from
    ``updates``), XLA's memory analysis of the compiled program, the peak host RSS of the point
    (CPU; ``/proc/self/status`` ``VmHWM`` after resetting it through ``/proc/self/clear_refs``) or the
-   device's ``memory_stats()`` (GPU), and ``dtrl_jax.memory.estimate_memory``'s figure.
+   device's ``memory_stats()`` (GPU), and ``dtrl_jax.train.estimate_memory``'s figure.
 2. **Seeds sweep.** The same programs under ``jax.vmap`` over 1, 8, 32 seeds (aggregate physical
    steps/s over all seeds).
 3. **Reference.** ``DQNConfig(twin=None)`` against ``benchmarks.reference_dqn`` (a single-file
@@ -324,7 +324,6 @@ def measure_point(
 ) -> dict[str, Any]:
     """Compile and time one (case, feature, D, seeds) point; see the module docstring."""
     import dtrl_jax as dt
-    from dtrl_jax import memory as dt_memory
 
     spec = CASES[case]
     env, params = make_env(spec["env_id"], **spec.get("env_kwargs", {}))
@@ -336,7 +335,7 @@ def measure_point(
 
     estimate = None
     try:
-        estimate = dt_memory.estimate_memory(cfg, env, params, num_seeds=num_seeds)
+        estimate = train.estimate_memory(num_seeds)
     except Exception as exc:  # noqa: BLE001 - the benchmark must not depend on it
         estimate = {"error": f"{type(exc).__name__}: {exc}"}
 

@@ -1,6 +1,7 @@
 """How much memory a training run needs, known before anything is compiled or allocated.
 
-``estimate_memory(config, env, env_params)`` builds the run's ``train.init`` and evaluates it with
+``dtrl_jax.train.estimate_memory(config, env, env_params)`` (also ``dt.estimate_memory`` and
+``make_train(...).estimate_memory(num_seeds)``) builds the run's ``train.init`` and evaluates it with
 ``jax.eval_shape``: every array of the carried state (physical replay, twin replay, the digital
 domains' states, agent parameters and optimiser state, physical environments) is known exactly by
 shape and dtype, without a byte of it allocated and without compiling. To those it adds the logged
@@ -14,8 +15,8 @@ benchmark ``benchmarks/throughput.py`` records XLA's own ``memory_analysis()`` n
 (``memory_stats()['bytes_limit']`` on an accelerator; total RAM from ``/proc/meminfo`` or
 ``os.sysconf`` on CPU) and raises ``ValueError`` naming the numbers when it does not fit::
 
-    from dtrl_jax.memory import check_fits, estimate_memory
-    est = estimate_memory(cfg, env, params, num_seeds=32)
+    from dtrl_jax.memory import check_fits
+    est = dt.estimate_memory(cfg, env, params, num_seeds=32)
     check_fits(est)          # ValueError before a long compile of a run that could not fit
 """
 
@@ -29,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["estimate_memory", "estimate_from_runner", "describe", "check_fits", "device_memory_limit", "tree_bytes", "format_bytes"]
+__all__ = ["estimate_from_runner", "describe", "check_fits", "device_memory_limit", "tree_bytes", "format_bytes"]
 
 #: Keys of the estimate that add up to ``total_bytes`` (per seed, then times ``num_seeds``).
 PARTS: tuple[str, ...] = (
@@ -126,40 +127,12 @@ def _calibration_bytes(config, env, env_params, runner) -> int:
     return carried + per_fit * (twin.num_domains if twin.calibrate_per_domain else 1)
 
 
-def estimate_memory(config, env, env_params, *, twin_params=None, num_seeds: int = 1) -> dict[str, Any]:
-    """Bytes a run of ``config`` on ``env`` needs, from shapes alone (``jax.eval_shape``; nothing allocated).
-
-    Args:
-      config: a ``DQNConfig`` or ``QLearningConfig``.
-      env, env_params: the physical environment (any gymnax environment) and its parameters.
-      twin_params: the optional per-domain ``EnvParams`` stack given to ``make_train``.
-      num_seeds: runs vmapped together (``jax.vmap(train)`` over that many keys); every part scales
-        with it.
-    Returns:
-      A dict of ints (bytes), per seed unless named ``total``: ``replay_physical_bytes`` (physical
-      replay storage), ``replay_twin_bytes`` (the twin's per-domain storage and the shield's vetoed transitions), ``domain_states_bytes``
-      (the digital domains' states and observations), ``agent_bytes`` (parameters, target parameters,
-      optimiser state or Q-table), ``env_states_bytes`` (physical environments and their
-      observations), ``metrics_bytes`` (one row per logging interval), ``twin_step_bytes`` (one
-      vectorised step's twin temporaries), ``calibration_bytes`` (in-loop calibration's buffer, parameter
-      stack and one phase's temporaries; 0 without it), ``per_seed_bytes`` (their sum), ``num_seeds`` and
-      ``total_bytes`` (``per_seed_bytes * num_seeds``), plus ``num_domains``, ``buffer_size`` and
-      ``twin_buffer_size`` (transitions per domain) for the message of :func:`check_fits`.
-    """
-    from dtrl_jax.train import make_train
-
-    if int(num_seeds) < 1:
-        raise ValueError(f"estimate_memory: num_seeds={num_seeds} must be >= 1")
-    train = make_train(config, env, env_params, twin_params=twin_params, check_memory=False)
-    runner, _ = jax.eval_shape(train.init, jax.random.key(0))
-    return estimate_from_runner(config, train.env, train.env_params, runner, num_seeds=num_seeds)
-
-
 def estimate_from_runner(config, env, env_params, runner, *, spec=None, num_seeds: int = 1) -> dict[str, Any]:
-    """:func:`estimate_memory` from a ``RunnerState`` whose leaves have shapes (arrays, tracers or
+    """:func:`dtrl_jax.train.estimate_memory` from a ``RunnerState`` whose leaves have shapes (arrays, tracers or
     ``jax.ShapeDtypeStruct``): what ``make_train``'s ``init`` calls while it is being traced, with
     the ``EnvSpec`` it read before tracing (``spec``; read here when None)."""
-    from dtrl_jax.train import METRIC_NAMES, inspect_env
+    from dtrl_jax.metrics import METRIC_NAMES
+    from dtrl_jax.envs.spec import inspect_env
 
     spec = inspect_env(env, env_params) if spec is None else spec
     storage = runner.storage

@@ -28,12 +28,12 @@ structural, there is no copy that can go stale.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 from flax import struct
-from gymnax.environments import spaces
 
 from dtrl_jax.agents.dqn import DQNAgent, crossed
 from dtrl_jax.agents.exploration import (
@@ -44,9 +44,11 @@ from dtrl_jax.agents.exploration import (
 )
 from dtrl_jax.agents.tabular import TabularQAgent
 from dtrl_jax.config import DQNConfig, QLearningConfig
+from dtrl_jax.envs.spec import EnvSpec, inspect_env  # noqa: F401 - inspect_env re-exported
 from dtrl_jax.evaluate import episode_limit, evaluate
 from dtrl_jax.host_callback import once_per_batch
 from dtrl_jax.memory import check_fits, describe, estimate_from_runner
+from dtrl_jax.metrics import METRIC_NAMES, check_metric_names  # noqa: F401 - METRIC_NAMES re-exported
 from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import one_step_transition, pad_branches
@@ -57,26 +59,6 @@ from dtrl_jax.twin.global_obs import GlobalObservation, GlobalObsParams
 from dtrl_jax.twin.noise import state_noise_std
 from dtrl_jax.twin.space import DigitalSpace, surprise
 
-METRIC_NAMES = (
-    "physical_steps",
-    "physical_episodes",
-    "episode_return",
-    "episodes_finished",
-    "twin_transitions",
-    "twin_transitions_hi",
-    "twin_transitions_lo",
-    "loss",
-    "updates",
-    "epsilon",
-    "violations",
-    "shielded",
-    "twin_ready",
-    "sync_events",
-    "twin_faults",
-    "eval_return",
-    "eval_length",
-    "twin_error",
-)
 
 #: Folded into the key given to ``train`` to make the evaluation stream (ASCII "eval"): distinct from
 #: the streams ``split(key, 3)`` hands to initialisation, resets and the loop, so evaluating changes
@@ -246,76 +228,12 @@ class TrainResult:
 
     Attributes:
       runner_state: the final ``RunnerState`` (agent parameters / Q-table, optimiser, replay).
-      metrics: dict of arrays with one row per logging interval (``log_every`` physical steps):
-        ``physical_steps`` and ``physical_episodes`` (cumulative), ``episode_return`` (mean return
-        of the physical episodes finished in the interval; NaN when none finished, see
-        ``episodes_finished``), ``twin_transitions`` (cumulative twin env steps), ``loss`` (mean TD
-        loss of the interval's updates, 0 without updates), ``updates`` (cumulative), ``epsilon``
-        (at the interval's end), ``violations`` (cumulative physical ``info["violation"]``; 0 when
-        the env defines none), ``shielded`` (cumulative exploratory actions the shield replaced),
-        ``twin_ready`` (1 once the twin is in use at the interval's end), ``sync_events``
-        (cumulative synchronisations of the different domains while the twin is in use) and
-        ``twin_faults`` (cumulative vectorised steps in which a ready twin was unusable: an
-        outage window or a failed health check; those steps were physical-only), ``eval_return`` and
-        ``eval_length`` (mean undiscounted return and length of the ``eval_episodes`` greedy
-        episodes played at the interval's end with the current parameters, see
-        ``dtrl_jax.evaluate``; NaN when ``eval_episodes`` is 0), ``twin_error`` (at the interval's end,
-        the twin's mean one-step prediction error on the ``calibrate_buffer`` most recent physical
-        transitions, mean over domains, ``dtrl_jax.twin.online.buffer_twin_error``; NaN without a
-        buffer).
+      metrics: dict of arrays with one row per logging interval (``log_every`` physical steps),
+        exactly the names of ``dtrl_jax.metrics.METRICS`` (which says what each one measures).
     """
 
     runner_state: RunnerState
     metrics: dict[str, jax.Array]
-
-
-@struct.dataclass
-class EnvSpec:
-    """What the loop needs to know about an environment, read once before tracing."""
-
-    num_actions: int = struct.field(pytree_node=False)
-    num_states: int | None = struct.field(pytree_node=False)
-    obs_shape: tuple = struct.field(pytree_node=False)
-    obs_dtype: Any = struct.field(pytree_node=False)
-    has_violation: bool = struct.field(pytree_node=False)
-    name: str = struct.field(pytree_node=False)
-    can_observe: bool = struct.field(pytree_node=False)
-    action_dims: tuple | None = struct.field(pytree_node=False, default=None)
-
-    def obs_example(self):
-        return jnp.zeros(self.obs_shape, self.obs_dtype)
-
-
-def inspect_env(env, env_params) -> EnvSpec:
-    """Read spaces and the ``info`` keys of ``env`` (abstractly, without running it)."""
-    name = getattr(env, "name", type(env).__name__)
-    action_space = env.action_space(env_params)
-    if not isinstance(action_space, spaces.Discrete):
-        raise ValueError(
-            f"env {name!r} has action space {action_space!r}; Q-learning and DQN need a "
-            "gymnax spaces.Discrete action space"
-        )
-    obs_space = env.observation_space(env_params)
-    num_states = int(obs_space.n) if isinstance(obs_space, spaces.Discrete) else None
-    key = jax.random.key(0)
-    obs, state = jax.eval_shape(env.reset, key, env_params)
-    out = jax.eval_shape(env.step, key, state, jnp.int32(0), env_params)
-    info = out[5]
-    try:  # can the twin re-read observations from (noisy) states?
-        jax.eval_shape(lambda s: env.get_obs(s, env_params), state)
-        can_observe = True
-    except Exception:  # noqa: BLE001 - any failure means: no usable get_obs
-        can_observe = False
-    return EnvSpec(
-        num_actions=int(action_space.n),
-        num_states=num_states,
-        obs_shape=tuple(obs.shape),
-        obs_dtype=obs.dtype,
-        has_violation="violation" in info,
-        name=str(name),
-        can_observe=can_observe,
-        action_dims=tuple(env.action_dims(env_params)) if callable(getattr(env, "action_dims", None)) else None,
-    )
 
 
 def _validate(config, spec: EnvSpec, env, env_params, twin_params) -> None:
@@ -414,6 +332,44 @@ def twin_learning_batch(trials, vetoed, twin_on, replace):
     return batch, mask
 
 
+class Trainer:
+    """The training program of one config on one env, as ``make_train`` returns it.
+
+    Call it as ``train(key) -> TrainResult`` (pure: wrap it in ``jax.jit``, ``jax.vmap`` over keys,
+    embed it in a larger program), or in two parts: ``init(key) -> (runner_state, interval_indices)``
+    and ``run(runner_state, interval_indices) -> (runner_state, metrics)``, e.g. to run a long job
+    in chunks of intervals with checkpoints between them (``dtrl_jax.experiment.runs``). Under
+    ``jax.vmap`` over seeds, ``jax.vmap(train.run, in_axes=(0, None))`` shares the interval indices.
+
+    Attributes:
+      init, run: the two parts above (pure functions).
+      config: the ``QLearningConfig`` / ``DQNConfig``.
+      env, env_params: the environment as the loop runs it (wrapped by ``GlobalObservation`` when
+        ``share_global_obs`` is on).
+      agent: the agent object (``TabularQAgent`` or ``DQNAgent``).
+    """
+
+    def __init__(self, *, init: Callable, run: Callable, config, env, env_params, agent) -> None:
+        self.init, self.run = init, run
+        self.config, self.env, self.env_params, self.agent = config, env, env_params, agent
+
+    def __call__(self, key: jax.Array) -> TrainResult:
+        runner, intervals = self.init(key)
+        runner, metrics = self.run(runner, intervals)
+        return TrainResult(runner_state=runner, metrics=metrics)
+
+    def estimate_memory(self, num_seeds: int = 1) -> dict[str, Any]:
+        """This run's memory from shapes alone (see :func:`estimate_memory`)."""
+        if isinstance(num_seeds, bool) or int(num_seeds) != num_seeds or int(num_seeds) < 1:
+            raise ValueError(f"estimate_memory: num_seeds={num_seeds!r} must be an integer >= 1")
+        num_seeds = int(num_seeds)
+        runner, _ = jax.eval_shape(self.init, jax.random.key(0))
+        return estimate_from_runner(self.config, self.env, self.env_params, runner, num_seeds=num_seeds)
+
+    def __repr__(self) -> str:
+        return f"Trainer({type(self.config).__name__} on {getattr(self.env, 'name', type(self.env).__name__)})"
+
+
 def make_train(config, env, env_params, *, twin_params=None, on_interval=None, mesh=None, check_memory=True):
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
@@ -437,10 +393,11 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
       check_memory: when ``init`` is traced (so before compiling), estimate the run's memory from
         the shapes of its state (``dtrl_jax.memory``; logged at INFO on the ``dtrl_jax`` logger)
         and raise ``ValueError`` with the numbers if one run cannot fit the device. The estimate is
-        per run: for ``jax.vmap`` over seeds use ``dtrl_jax.memory.estimate_memory(...,
+        per run: for ``jax.vmap`` over seeds use ``train.estimate_memory(num_seeds)`` (or ``dtrl_jax.estimate_memory(...,
         num_seeds=S)`` with ``check_fits`` (the CLI does).
     Returns:
-      ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs seeds in parallel.
+      A :class:`Trainer`: ``train(key) -> TrainResult``, pure and jittable; ``jax.vmap(train)`` runs
+      seeds in parallel.
       ``train.init(key) -> (runner_state, intervals)`` and
       ``train.run(runner_state, intervals) -> (runner_state, metrics)`` split it at interval
       boundaries: ``intervals`` are the indices of the logging intervals to run, and running
@@ -752,6 +709,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             **evaluation(runner, index),
             twin_error=twin_error_metric(runner, index),
         )
+        check_metric_names(metrics)
         if numerics_reporter is not None:
             numerics_reporter({"step": runner.fault_step, "code": runner.fault_code})
         if reporter is not None:
@@ -843,15 +801,27 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         """
         return jax.lax.scan(interval, runner, intervals)
 
-    def train(key: jax.Array) -> TrainResult:
-        runner, intervals = init(key)
-        runner, metrics = run(runner, intervals)
-        return TrainResult(runner_state=runner, metrics=metrics)
+    return Trainer(init=init, run=run, config=config, env=env, env_params=env_params, agent=agent)
 
-    train.init = init
-    train.run = run
-    train.config = config
-    train.env = env
-    train.env_params = env_params
-    train.agent = agent
-    return train
+
+def estimate_memory(config, env, env_params, *, twin_params=None, num_seeds: int = 1) -> dict[str, Any]:
+    """Bytes a run of ``config`` on ``env`` needs, from shapes alone (``jax.eval_shape``; nothing allocated).
+
+    Args:
+      config: a ``DQNConfig`` or ``QLearningConfig``.
+      env, env_params: the physical environment (any gymnax environment) and its parameters.
+      twin_params: the optional per-domain ``EnvParams`` stack given to ``make_train``.
+      num_seeds: runs vmapped together (``jax.vmap(train)`` over that many keys); every part scales
+        with it.
+    Returns:
+      A dict of ints (bytes), per seed unless named ``total``: ``replay_physical_bytes`` (physical
+      replay storage), ``replay_twin_bytes`` (the twin's per-domain storage and the shield's vetoed transitions), ``domain_states_bytes``
+      (the digital domains' states and observations), ``agent_bytes`` (parameters, target parameters,
+      optimiser state or Q-table), ``env_states_bytes`` (physical environments and their
+      observations), ``metrics_bytes`` (one row per logging interval), ``twin_step_bytes`` (one
+      vectorised step's twin temporaries), ``calibration_bytes`` (in-loop calibration's buffer, parameter
+      stack and one phase's temporaries; 0 without it), ``per_seed_bytes`` (their sum), ``num_seeds`` and
+      ``total_bytes`` (``per_seed_bytes * num_seeds``), plus ``num_domains``, ``buffer_size`` and
+      ``twin_buffer_size`` (transitions per domain) for the message of ``dtrl_jax.memory.check_fits``.
+    """
+    return make_train(config, env, env_params, twin_params=twin_params, check_memory=False).estimate_memory(num_seeds)

@@ -9,7 +9,8 @@ import jax
 import pytest
 
 import dtrl_jax as dt
-from dtrl_jax.memory import PARTS, check_fits, device_memory_limit, estimate_memory, format_bytes, tree_bytes
+from dtrl_jax.memory import PARTS, check_fits, device_memory_limit, format_bytes, tree_bytes
+from dtrl_jax.train import estimate_memory
 from tests.helpers import Chain, ChainParams
 
 CARTPOLE, CARTPOLE_PARAMS = gymnax.make("CartPole-v1")

@@ -462,7 +462,8 @@ def cmd_train(args) -> int:
     import jax
 
     from dtrl_jax.experiment import runs
-    from dtrl_jax.memory import check_fits, describe, estimate_memory
+    from dtrl_jax.memory import check_fits, describe
+    from dtrl_jax.train import estimate_memory
     from dtrl_jax.experiment.progress import GracefulStop, ProgressBar, Stopped, Ticker
     from dtrl_jax.train import make_train
 

@@ -45,7 +45,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def _metric_order(names) -> list[str]:
-    from dtrl_jax.train import METRIC_NAMES
+    from dtrl_jax.metrics import METRIC_NAMES
 
     names = list(names)
     return [n for n in METRIC_NAMES if n in names] + sorted(set(names) - set(METRIC_NAMES))

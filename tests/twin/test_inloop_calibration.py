@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 import dtrl_jax as dt
-from dtrl_jax.memory import estimate_memory, tree_bytes
+from dtrl_jax.memory import tree_bytes
+from dtrl_jax.train import estimate_memory
 from dtrl_jax.twin import calibration as cal
 from dtrl_jax.twin import online, perturb_params
 

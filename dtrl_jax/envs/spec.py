@@ -1,0 +1,64 @@
+"""What the training loop reads from an environment before tracing: its spaces, info keys and factors.
+
+``inspect_env`` runs nothing: it reads the spaces and traces ``reset``/``step`` abstractly
+(``jax.eval_shape``). It lives with the environments (it imports no agent, twin or loop code), so the
+loop, the memory estimate and the benchmarks share one reading.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+from gymnax.environments import spaces
+
+
+@struct.dataclass
+class EnvSpec:
+    """What the loop needs to know about an environment, read once before tracing."""
+
+    num_actions: int = struct.field(pytree_node=False)
+    num_states: int | None = struct.field(pytree_node=False)
+    obs_shape: tuple = struct.field(pytree_node=False)
+    obs_dtype: Any = struct.field(pytree_node=False)
+    has_violation: bool = struct.field(pytree_node=False)
+    name: str = struct.field(pytree_node=False)
+    can_observe: bool = struct.field(pytree_node=False)
+    action_dims: tuple | None = struct.field(pytree_node=False, default=None)
+
+    def obs_example(self):
+        return jnp.zeros(self.obs_shape, self.obs_dtype)
+
+
+def inspect_env(env, env_params) -> EnvSpec:
+    """Read spaces and the ``info`` keys of ``env`` (abstractly, without running it)."""
+    name = getattr(env, "name", type(env).__name__)
+    action_space = env.action_space(env_params)
+    if not isinstance(action_space, spaces.Discrete):
+        raise ValueError(
+            f"env {name!r} has action space {action_space!r}; Q-learning and DQN need a "
+            "gymnax spaces.Discrete action space"
+        )
+    obs_space = env.observation_space(env_params)
+    num_states = int(obs_space.n) if isinstance(obs_space, spaces.Discrete) else None
+    key = jax.random.key(0)
+    obs, state = jax.eval_shape(env.reset, key, env_params)
+    out = jax.eval_shape(env.step, key, state, jnp.int32(0), env_params)
+    info = out[5]
+    try:  # can the twin re-read observations from (noisy) states?
+        jax.eval_shape(lambda s: env.get_obs(s, env_params), state)
+        can_observe = True
+    except Exception:  # noqa: BLE001 - any failure means: no usable get_obs
+        can_observe = False
+    return EnvSpec(
+        num_actions=int(action_space.n),
+        num_states=num_states,
+        obs_shape=tuple(obs.shape),
+        obs_dtype=obs.dtype,
+        has_violation="violation" in info,
+        name=str(name),
+        can_observe=can_observe,
+        action_dims=tuple(env.action_dims(env_params)) if callable(getattr(env, "action_dims", None)) else None,
+    )
