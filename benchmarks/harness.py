@@ -50,6 +50,9 @@ from dtrl_jax import convergence
 
 SCHEMA = "dtrl-bench/1"
 
+#: ``fold_in(key, EVAL_STREAM)`` roots the final evaluation's keys (far from any ``split(key, seeds)`` index).
+EVAL_STREAM = 2**31 - 1
+
 #: Metrics kept by default (small: one row per logging interval).
 DEFAULT_METRICS = ("physical_steps", "physical_episodes", "episode_return", "episodes_finished", "eval_return",
                    "eval_length", "epsilon", "updates", "twin_transitions", "violations")
@@ -124,9 +127,24 @@ def _reporter(label: str, num_intervals: int) -> Callable[[Any], None]:
     return report
 
 
+def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) -> Callable:
+    """``one(config, twin_params, key, eval_key) -> kept metrics`` of one arm and seed (jittable)."""
+
+    def one(cfg, tp, k, k_eval):
+        train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
+        res = train(k)
+        kept = {n: res.metrics[n] for n in keep if n in res.metrics}
+        if final_eval:
+            ev = dt.evaluate(k_eval, train.agent, res.runner_state.agent_state, train.env, train.env_params, final_eval)
+            kept["_final_eval"] = {"return": ev.returns, "length": ev.lengths, "violations": ev.violations}
+        return kept
+
+    return one
+
+
 def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array | None = None,
              device: jax.Device | None = None, keep: Sequence[str] = DEFAULT_METRICS,
-             progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+             final_eval: int = 0, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
     """Train every arm on ``seeds`` seeds; one compiled program per static group of arms.
 
     Args:
@@ -136,18 +154,28 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
       key: root key (default ``jax.random.key(0)``); seed keys are ``split(key, seeds)``.
       device: where to run (default: JAX's default device).
       keep: metrics to bring back (others never leave the program).
+      final_eval: greedy episodes per seed of the *final* agent on fresh physical episodes
+        (``dtrl_jax.evaluate``: argmax Q, random ties, no shield, the env as the agent sees it, i.e.
+        wrapped when ``share_global_obs``); 0 = none. Its keys are
+        ``split(fold_in(key, EVAL_STREAM), seeds)``, a stream apart from the training keys.
       progress: print progress lines while it runs.
     Returns:
       ``{arm name: {metric: float64/int array [seeds, intervals]}}`` plus ``"_timing"`` per arm
-      (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict.
+      (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict, and with
+      ``final_eval`` the episodes under ``runs[name]["_final_eval"]``: ``{"return", "length",
+      "violations"}``, each ``[seeds, final_eval]``.
     """
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ValueError(f"run_arms: arm names must be unique, got {names}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"run_arms: seeds={seeds!r}; expected an int >= 1")
+    if isinstance(final_eval, bool) or not isinstance(final_eval, int) or final_eval < 0:
+        raise ValueError(f"run_arms: final_eval={final_eval!r}; expected an int >= 0")
     device = device or jax.devices()[0]
-    keys = jax.device_put(jax.random.split(jax.random.key(0) if key is None else key, seeds), device)
+    root = jax.random.key(0) if key is None else key
+    keys = jax.device_put(jax.random.split(root, seeds), device)
+    eval_keys = jax.device_put(jax.random.split(jax.random.fold_in(root, EVAL_STREAM), seeds), device)
     out: dict[str, dict[str, Any]] = {}
     for group in group_arms(arms):
         members = [arms[i] for i in group]
@@ -157,22 +185,19 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         configs = _stack([a.config for a in members])
         tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
 
-        def one(cfg, tp, k):
-            train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
-            metrics = train(k).metrics
-            return {n: metrics[n] for n in keep if n in metrics}
-
-        fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0 if tparams is not None else None, None))
+        one = _program(env, env_params, keep, final_eval, reporter)
+        fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0, 0)),
+                      in_axes=(0, 0 if tparams is not None else None, None, None))
         with jax.default_device(device):
             t0 = time.perf_counter()
-            compiled = jax.jit(fn).lower(configs, tparams, keys).compile()
+            compiled = jax.jit(fn).lower(configs, tparams, keys, eval_keys).compile()
             t1 = time.perf_counter()
             if progress:
                 _common.log(f"  [{label}] compiled in {t1 - t0:.1f}s; {len(members)} arm(s) x {seeds} seed(s)")
-            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(configs, tparams, keys)))
+            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(configs, tparams, keys, eval_keys)))
             t2 = time.perf_counter()
         for j, arm in enumerate(members):
-            out[arm.name] = {n: v[j] for n, v in result.items()}
+            out[arm.name] = jax.tree.map(lambda v, j=j: v[j], result)
             out[arm.name]["_timing"] = {"compile_s": t1 - t0, "run_s": t2 - t1, "group": label}
     return {name: out[name] for name in names}
 
@@ -205,6 +230,87 @@ def panel(runs: dict[str, dict[str, np.ndarray]], *, y: str = "eval_return", x: 
             "series": {n: series(runs[n], y=y, x=x, smooth=smooth, scale=scale) for n in names}}
 
 
+# ------------------------------------------------------------------------------ summary figures
+
+
+def per_seed(values: Any) -> dict[str, Any]:
+    """``{"mean", "std", "per_seed"}`` of a ``[seeds]`` array; NaNs are left out of mean and std."""
+    arr = np.asarray(values, np.float64).reshape(-1)
+    ok = np.isfinite(arr)
+    return {"mean": float(arr[ok].mean()) if ok.any() else float("nan"),
+            "std": float(arr[ok].std()) if ok.any() else float("nan"), "per_seed": arr.tolist()}
+
+
+def paired(a: Any, b: Any) -> dict[str, Any]:
+    """:func:`per_seed` of ``a - b`` for two arms' per-seed values (common random numbers: same keys)."""
+    return per_seed(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+
+
+def window_rate(cumulative: np.ndarray, steps: np.ndarray, start: float, end: float, per: float = 1000.0) -> np.ndarray:
+    """Per seed: events per ``per`` physical steps between two fractions of the run.
+
+    ``cumulative`` and ``steps`` are ``[seeds, intervals]`` cumulative counters read at the end of each
+    logging interval; the window ``(start * T, end * T]`` is snapped to interval ends (one at least).
+    """
+    cumulative = np.asarray(cumulative, np.float64)
+    steps = np.asarray(steps, np.float64)
+    n = steps.shape[1]
+    lo = min(round(start * n), n - 1)
+    hi = min(max(round(end * n), lo + 1), n)
+    c_lo = np.zeros(cumulative.shape[0]) if lo == 0 else cumulative[:, lo - 1]
+    s_lo = np.zeros(steps.shape[0]) if lo == 0 else steps[:, lo - 1]
+    return (cumulative[:, hi - 1] - c_lo) / (steps[:, hi - 1] - s_lo) * per
+
+
+def final_training_return(returns: np.ndarray, finished: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """Per seed: mean return of the episodes finished in the last ``fraction`` of the intervals.
+
+    ``returns`` is the per-interval mean return of the episodes finished in it (NaN when none) and
+    ``finished`` their count, both ``[seeds, intervals]``; intervals are weighted by their episodes.
+    """
+    returns = np.asarray(returns, np.float64)
+    n = returns.shape[1]
+    lo = n - max(1, round(fraction * n))
+    f = np.asarray(finished, np.float64)[:, lo:]
+    total = np.where(f > 0, np.nan_to_num(returns[:, lo:]) * f, 0.0).sum(axis=1)
+    count = f.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+# ------------------------------------------------------------------------------ results files
+
+
+def stamped(config: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """A section's config with its own provenance, time stamp and wall time (sections may be merged)."""
+    return {**config, "provenance": provenance(), "timestamp_utc": _common.utc_timestamp(), "wall_time_s": wall_s}
+
+
+def merge_sections(path, sections: Sequence[str], config: dict[str, Any], summary: dict[str, Any],
+                   curves: dict[str, Any]) -> list[str]:
+    """Keep the sections of an earlier results file that this run did not make.
+
+    A *sectioned* results file (e.g. one section per agent) holds ``config["sections"][s]``,
+    ``summary[s]`` and the panels ``curves["s/..."]`` of each section ``s``. Sections of the file at
+    ``path`` that are not in ``sections`` are copied into ``config``/``summary``/``curves`` (in place).
+    A missing file, or one in an older format, keeps nothing (logged). Returns the sections kept.
+    """
+    try:
+        old = load(path)
+    except FileNotFoundError:
+        return []
+    except ValueError as err:
+        _common.log(f"merge: {err}; nothing kept from it")
+        return []
+    kept = [s for s in old["config"].get("sections", {}) if s not in sections]
+    for s in kept:
+        config.setdefault("sections", {})[s] = old["config"]["sections"][s]
+        if s in old["summary"]:
+            summary[s] = old["summary"][s]
+        curves.update({k: v for k, v in old["curves"].items() if k.split("/", 1)[0] == s})
+    return kept
+
+
 def provenance() -> dict[str, Any]:
     """The code that ran (git commit, uncommitted changes) and the command line."""
     from benchmarks import _paper
@@ -235,16 +341,24 @@ def load(path) -> dict[str, Any]:
     return doc
 
 
-def draw_panel(ax, panel_doc: dict[str, Any], *, colors: Sequence[str] | None = None, band: bool = True,
-               linestyle: str = "-") -> None:
-    """Draw one schema panel on a matplotlib axis: mean line per arm, +-1 std band."""
+def draw_panel(ax, panel_doc: dict[str, Any], *, colors: Sequence[str] | dict[str, str] | None = None,
+               band: bool = True, linestyle: str = "-", label_prefix: str = "", origin: bool = False) -> None:
+    """Draw one schema panel on a matplotlib axis: mean line per arm, +-1 std band.
+
+    ``colors``: a sequence (by arm order) or ``{arm: color}``; ``label_prefix`` goes before each arm's
+    legend label; ``origin`` starts each line at (0, 0) (cumulative counters).
+    """
     from benchmarks._paper import COLORS
 
     colors = colors or COLORS
     for i, (arm, s) in enumerate(panel_doc["series"].items()):
         x, m, sd = (np.asarray(s[k], np.float64) for k in ("x", "mean", "std"))
-        c = colors[i % len(colors)]
-        ax.plot(x, m, color=c, lw=1.4, ls=linestyle, label=f"{arm} ({s['seeds']} seeds)")
+        if origin:
+            x, m, sd = (np.concatenate([[0.0], v]) for v in (x, m, sd))
+        ok = np.isfinite(m)
+        x, m, sd = x[ok], m[ok], sd[ok]
+        c = colors.get(arm, COLORS[i % len(COLORS)]) if isinstance(colors, dict) else colors[i % len(colors)]
+        ax.plot(x, m, color=c, lw=1.4, ls=linestyle, label=f"{label_prefix}{arm} ({s['seeds']} seeds)")
         if band:
             ax.fill_between(x, m - sd, m + sd, color=c, alpha=0.15, lw=0)
     ax.set_xlabel(panel_doc["xlabel"])
