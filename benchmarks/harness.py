@@ -53,6 +53,9 @@ SCHEMA = "dtrl-bench/1"
 #: ``fold_in(key, EVAL_STREAM)`` roots the final evaluation's keys (far from any ``split(key, seeds)`` index).
 EVAL_STREAM = 2**31 - 1
 
+#: ``TwinConfig.ready_after`` beyond any run: the twin never switches on, the program is plain physical RL.
+NEVER = 2**30
+
 #: Metrics kept by default (small: one row per logging interval).
 DEFAULT_METRICS = ("physical_steps", "physical_episodes", "episode_return", "episodes_finished", "eval_return",
                    "eval_length", "epsilon", "updates", "twin_transitions", "violations")
@@ -66,11 +69,26 @@ class Arm:
       name: unique label of the arm.
       config: a ``QLearningConfig`` or ``DQNConfig``.
       twin_params: optional per-domain ``EnvParams`` stack for ``make_train(twin_params=...)``.
+      phase_params: for :func:`run_phased`: the physical ``EnvParams`` of each phase (None or
+        missing = the env params given to it): a scenario change, or a twin's params used as if
+        physical for pre-training.
+      phase_twin: for :func:`run_phased`: the twin params of each phase (None or missing = ``twin_params``).
+      physical_from: for :func:`run_phased`: the first interval whose steps count as physical
+        (pre-training before it); at a phase boundary > 0 the arm's step counter restarts there
+        (a fresh epsilon schedule, ``learning_starts`` and ``ready_after``).
+      per_seed_phases: ``phase_params``/``phase_twin`` entries carry a leading ``[seeds]`` axis
+        (e.g. a different new scenario per seed).
+      info: JSON metadata of the arm (its kind, noise level, ...), copied into summaries by scripts.
     """
 
     name: str
     config: Any
     twin_params: Any = None
+    phase_params: tuple = ()
+    phase_twin: tuple = ()
+    physical_from: int = 0
+    per_seed_phases: bool = False
+    info: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -131,7 +149,10 @@ def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) ->
     """``one(config, twin_params, key, eval_key) -> kept metrics`` of one arm and seed (jittable)."""
 
     def one(cfg, tp, k, k_eval):
-        train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
+        # make_train runs under the trace (configs are stacked arguments); its set-up on concrete values
+        # (spaces, shapes: e.g. GlobalObservation.observation_space) must still evaluate eagerly.
+        with jax.ensure_compile_time_eval():
+            train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
         res = train(k)
         kept = {n: res.metrics[n] for n in keep if n in res.metrics}
         if final_eval:
@@ -200,6 +221,89 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
             out[arm.name] = jax.tree.map(lambda v, j=j: v[j], result)
             out[arm.name]["_timing"] = {"compile_s": t1 - t0, "run_s": t2 - t1, "group": label}
     return {name: out[name] for name in names}
+
+
+def run_phased(arms: Sequence[Arm], env, env_params, *, seeds: int, phases: Sequence[int], chunk: int | None = None,
+               key: jax.Array | None = None, device: jax.Device | None = None, with_twin_params: bool = True,
+               progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Train arms x seeds whose physical (and twin) params change between phases: ONE compiled program.
+
+    Every (arm, seed) is a row of ``dtrl_jax.population.ScenarioTrainer``: configs, physical params
+    and twin params are arguments, so pre-training on a twin as if physical, a physical scenario
+    change, or redrawn twin scenarios all run in the same program, ``chunk`` intervals per call.
+    The arms must share one program structure (:func:`group_arms` gives one group). Seed keys are
+    ``split(key, seeds)``, the same for every arm (common random numbers), as in :func:`run_arms`.
+
+    Args:
+      phases: interval counts of the phases (their sum = the configs' ``num_intervals``).
+      chunk: intervals per compiled call (default: the gcd of the phases).
+      with_twin_params: pass ``twin_params`` (needs configs with a twin).
+    Returns:
+      ``{arm name: {metric: [seeds, intervals]}}`` with ``"_timing"`` (``run_s`` of the whole program).
+    """
+    from dtrl_jax import population as pop
+    from dtrl_jax.twin import stack_params
+
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run_phased: arm names must be unique, got {names}")
+    if len(group_arms(arms)) != 1:
+        raise ValueError(f"run_phased: the arms must share one program structure; groups {group_arms(arms)}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"run_phased: seeds={seeds!r}; expected an int >= 1")
+    chunk = int(np.gcd.reduce(np.asarray(phases, np.int64))) if chunk is None else chunk
+    seed_keys = jax.random.split(jax.random.key(0) if key is None else key, seeds)
+
+    def pick(stack, arm, s):
+        return jax.tree.map(lambda x: x[s], stack) if arm.per_seed_phases and stack is not None else stack
+
+    rows_cfg, rows_key = [], []
+    phase_env: list[list[Any]] = [[] for _ in phases]
+    phase_tp: list[list[Any]] = [[] for _ in phases]
+    for arm in arms:
+        for s in range(seeds):
+            rows_cfg.append(arm.config)
+            rows_key.append(seed_keys[s])
+            for p in range(len(phases)):
+                ep = pick(arm.phase_params[p], arm, s) if p < len(arm.phase_params) else None
+                phase_env[p].append(env_params if ep is None else ep)
+                if with_twin_params:
+                    tp = pick(arm.phase_twin[p], arm, s) if p < len(arm.phase_twin) else None
+                    phase_tp[p].append(arm.twin_params if tp is None else tp)
+    sched = [(n, stack_params(phase_env[p]), stack_params(phase_tp[p]) if with_twin_params else None)
+             for p, n in enumerate(phases)]
+    restart = {}
+    for p in range(1, len(phases)):
+        flags = [0 < arm.physical_from == sum(phases[:p]) for arm in arms for _ in range(seeds)]
+        if any(flags):
+            restart[p] = np.asarray(flags)
+    trainer = pop.ScenarioTrainer(env, pop.Member("harness", arms[0].config), with_twin_params=with_twin_params)
+    with jax.default_device(device or jax.devices()[0]):
+        t0 = time.perf_counter()
+        _, metrics = trainer.train(pop.stack_configs(rows_cfg), jnp.stack(rows_key), sched, chunk=chunk,
+                                   restart_steps=restart or None)
+        metrics = jax.tree.map(np.asarray, jax.block_until_ready(metrics))
+        wall = time.perf_counter() - t0
+    if progress:
+        _common.log(f"  {len(arms)} arms x {seeds} seeds = {len(rows_cfg)} rows, {sum(phases)} intervals: {wall:.1f} s")
+    out = {}
+    for a, arm in enumerate(arms):
+        out[arm.name] = {k: v.reshape(len(arms), seeds, -1)[a] for k, v in metrics.items()}
+        out[arm.name]["_timing"] = {"run_s": wall, "group": "phased"}
+    return out
+
+
+def physical_part(runs: dict[str, dict[str, Any]], arms: Sequence[Arm], budget: int, log_every: int):
+    """Each arm's first ``budget`` physical intervals (after its pre-training), ``physical_steps`` counted
+    from the arm's first physical step, so that arms are compared at the same physical budget."""
+    out = {}
+    for arm in arms:
+        win = slice(arm.physical_from, arm.physical_from + budget)
+        m = {k: np.asarray(v)[:, win] for k, v in runs[arm.name].items() if not k.startswith("_")}
+        m["physical_steps"] = np.broadcast_to(log_every * np.arange(1, budget + 1, dtype=np.float64),
+                                              m["episode_return"].shape)
+        out[arm.name] = m
+    return out
 
 
 def series(metrics: dict[str, np.ndarray], *, y: str = "eval_return", x: str = "physical_episodes",
@@ -278,6 +382,23 @@ def final_training_return(returns: np.ndarray, finished: np.ndarray, fraction: f
         return np.where(count > 0, total / np.maximum(count, 1), np.nan)
 
 
+def reach_steps(x: np.ndarray, y: np.ndarray, level: Any, *, smooth: int = 1) -> np.ndarray:
+    """Per seed: the first ``x`` at which the ``smooth``-point trailing mean of ``y[seeds, T]`` reaches
+    ``level`` (a number or one per seed); NaN where it never does."""
+    ys = convergence.smooth(np.asarray(y, np.float64), smooth)
+    x = np.broadcast_to(np.asarray(x, np.float64), ys.shape)
+    levels = np.broadcast_to(np.asarray(level, np.float64), ys.shape[:1])
+    return np.asarray([convergence.first_reach(x[s], ys[s], levels[s]) for s in range(ys.shape[0])])
+
+
+def returns_summary(metrics: dict[str, Any], fraction: float = 0.25) -> dict[str, Any]:
+    """Final return (per seed: mean of the last ``fraction`` of the intervals) and mean return over the
+    run, from the per-interval ``episode_return`` (NaN where no episode finished is left out)."""
+    ret = np.asarray(metrics["episode_return"], np.float64)
+    return {"final_return": per_seed(convergence.plateau(ret, fraction)),
+            "mean_return": per_seed(convergence.plateau(ret, 1.0))}
+
+
 # ------------------------------------------------------------------------------ results files
 
 
@@ -309,6 +430,34 @@ def merge_sections(path, sections: Sequence[str], config: dict[str, Any], summar
             summary[s] = old["summary"][s]
         curves.update({k: v for k, v in old["curves"].items() if k.split("/", 1)[0] == s})
     return kept
+
+
+def write_sections(name: str, sections: dict[str, tuple[dict, dict, dict]], *, mode: str, config: dict[str, Any],
+                   order: Sequence[str], out=None, merge: bool = False,
+                   plot: Callable[[dict[str, Any], Path], Any] | None = None) -> dict[str, Any]:
+    """Write a sectioned results file (one section per agent, scenario, ...) and return the document.
+
+    ``sections``: ``{section: (config, summary, curves)}`` of the sections run now (curves named
+    ``"section/panel"``); ``config``: what all sections share; ``order``: the order of the sections in
+    the file; ``merge``: keep the other sections of an earlier file (:func:`merge_sections`);
+    ``plot(doc, png_path)`` draws the PNG from the document.
+    """
+    config = {**config, "sections": {}, "load_average_at_end": _common.load_average()}
+    summary: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    for sec, (c, s, cu) in sections.items():
+        config["sections"][sec] = {**c, "mode": mode}
+        summary[sec] = s
+        curves.update(cu)
+    if merge:
+        path = _common.results_dir(out) / f"{name}.json"
+        config["merged_sections"] = merge_sections(path, list(sections), config, summary, curves)
+    config["sections"] = {k: config["sections"][k] for k in order if k in config["sections"]}
+    summary = {k: summary[k] for k in order if k in summary}
+    doc = {"config": config, "summary": summary, "curves": curves}
+    write(name, mode=mode, config=config, summary=summary, curves=curves, out=out,
+          plot=None if plot is None else (lambda png: plot(doc, png)))
+    return doc
 
 
 def provenance() -> dict[str, Any]:

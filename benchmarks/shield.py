@@ -305,25 +305,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             raise SystemExit(f"{agent}_steps={st[f'{agent}_steps']} must be a multiple of log_every={st['log_every']}")
     device = _common.select_device(args.device)
     _common.log(f"{NAME}: mode={mode}, device={_common.describe_device(device)}, {st}")
-    config: dict[str, Any] = {"env": ENV_ID, "device": _common.describe_device(device),
-                              "load_average_at_start": _common.load_average(), "sections": {}}
-    summary: dict[str, Any] = {}
-    curves: dict[str, Any] = {}
-    for agent in st["agents"]:
-        config["sections"][agent], summary[agent], curves_a = run_agent(agent, st, device, arm_names)
-        config["sections"][agent]["mode"] = mode
-        curves.update(curves_a)
-    config["load_average_at_end"] = _common.load_average()
-    path = _common.results_dir(args.out) / f"{NAME}.json"
-    if args.merge:
-        config["merged_sections"] = harness.merge_sections(path, st["agents"], config, summary, curves)
-    order = [a for a in AGENTS if a in summary]
-    config["sections"] = {a: config["sections"][a] for a in order}
-    summary = {a: summary[a] for a in order}
-    doc = {"config": config, "summary": summary, "curves": curves}
-    harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
-                  plot=None if args.no_plot else (lambda png: plot(doc, png)))
-    print(format_summary(summary))
+    config = {"env": ENV_ID, "device": _common.describe_device(device), "load_average_at_start": _common.load_average()}
+    sections = {agent: run_agent(agent, st, device, arm_names) for agent in st["agents"]}
+    doc = harness.write_sections(NAME, sections, mode=mode, config=config, order=AGENTS, out=args.out,
+                                 merge=args.merge, plot=None if args.no_plot else plot)
+    print(format_summary(doc["summary"]))
     return doc
 
 
