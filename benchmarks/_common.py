@@ -413,6 +413,11 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join(lines)
 
 
+def fmt1(x: float | None) -> str:
+    """A number with one decimal, ``nan`` for None / NaN (for the conclusions scripts print)."""
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.1f}"
+
+
 def log(msg: str) -> None:
     """Print a progress line to stdout immediately (flushed)."""
     print(msg, flush=True)
