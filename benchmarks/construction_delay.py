@@ -189,10 +189,7 @@ def plot(doc: dict, path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _common.add_common_args(parser)
-    parser.add_argument("--tiny", action="store_true", help="smoke-test size (seconds of compute, nothing learned)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = _common.add_study_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--replot", action="store_true",
                         help="recompute the conclusion and PNG from the existing JSON (no training)")
     args = parser.parse_args(argv)
@@ -204,7 +201,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
         plot(doc, path.with_suffix(".png"))
         _common.log(doc["summary"]["conclusion"])
         return doc
-    mode = "tiny" if args.tiny else _common.run_mode(args)
+    mode = _common.study_mode(args)
     st = dict(SETTINGS[mode])
     device = _common.select_device(args.device)
     with jax.default_device(device):

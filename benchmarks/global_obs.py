@@ -216,20 +216,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the benchmark; write ``global_obs.json`` (and ``global_obs.png``); print the summary; return the document."""
     args = build_parser().parse_args(argv)
     mode = _common.run_mode(args)
-    st = dict(MODES[mode])
-    for field in ("seeds", "steps", "log_every", "eval_episodes"):
-        value = getattr(args, field)
-        if value is not None:
-            if value < 1:
-                raise SystemExit(f"--{field.replace('_', '-')} must be >= 1, got {value}")
-            st[field] = value
-    if args.scenarios is not None:
-        st["scenarios"] = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
-        if set(st["scenarios"]) - set(SCENARIOS) or not st["scenarios"]:
-            raise SystemExit(f"--scenarios={args.scenarios!r}: expected some of {list(SCENARIOS)}")
-    arms = list(ARMS) if args.arms is None else [a.strip() for a in args.arms.split(",") if a.strip()]
-    if set(arms) - set(ARMS) or not arms:
-        raise SystemExit(f"--arms={args.arms!r}: expected some of {list(ARMS)}")
+    st = _common.override(MODES[mode], args, ("seeds", "steps", "log_every", "eval_episodes"))
+    st["scenarios"] = tuple(_common.subset(args.scenarios, list(SCENARIOS), "scenarios") or st["scenarios"])
+    arms = _common.subset(args.arms, list(ARMS), "arms") or list(ARMS)
     if st["steps"] % st["log_every"] or st["log_every"] % 10:
         raise SystemExit(f"steps={st['steps']} must be a multiple of log_every={st['log_every']}, itself a multiple of 10")
     device = _common.select_device(args.device)

@@ -178,12 +178,9 @@ def plot(doc: dict, path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _common.add_common_args(parser)
-    parser.add_argument("--tiny", action="store_true", help="smoke-test size (seconds of compute, nothing learned)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = _common.add_study_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     args = parser.parse_args(argv)
-    mode = "tiny" if args.tiny else _common.run_mode(args)
+    mode = _common.study_mode(args)
     st = dict(SETTINGS[mode])
     device = _common.select_device(args.device)
     with jax.default_device(device):

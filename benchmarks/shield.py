@@ -288,18 +288,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     """Run the study; write ``shield.json`` (and ``shield.png``); print the summary; return the document."""
     args = build_parser().parse_args(argv)
     mode = _common.run_mode(args)
-    st = dict(MODES[mode])
-    for field in ("seeds", "ql_steps", "dqn_steps", "log_every", "eval_episodes"):
-        value = getattr(args, field)
-        if value is not None:
-            if value < 1:
-                raise SystemExit(f"--{field.replace('_', '-')} must be >= 1, got {value}")
-            st[field] = value
-    if args.agents is not None:
-        st["agents"] = tuple(a.strip() for a in args.agents.split(",") if a.strip())
-        if set(st["agents"]) - set(AGENTS) or not st["agents"]:
-            raise SystemExit(f"--agents={args.agents!r}: expected a subset of {','.join(AGENTS)}")
-    arm_names = None if args.arms is None else [a.strip() for a in args.arms.split(",") if a.strip()]
+    st = _common.override(MODES[mode], args, ("seeds", "ql_steps", "dqn_steps", "log_every", "eval_episodes"))
+    st["agents"] = tuple(_common.subset(args.agents, AGENTS, "agents") or st["agents"])
+    arm_names = _common.subset(args.arms, sorted({a for t in ARMS.values() for a in t}), "arms")
     for agent in st["agents"]:
         if st[f"{agent}_steps"] % st["log_every"]:
             raise SystemExit(f"{agent}_steps={st[f'{agent}_steps']} must be a multiple of log_every={st['log_every']}")
