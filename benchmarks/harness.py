@@ -27,6 +27,15 @@ metrics named in ``keep`` leave the compiled program (never the replay buffers).
 
 Curves are summaries (mean and std over seeds at each logging point); anything recomputable from
 them is not stored. JSON is written compactly (``_common.compact_json``: one line per curve).
+
+**Also here.** ``run_arms(final_eval=E)``: the final agent's greedy policy on E fresh physical episodes
+per seed (``runs[arm]["_final_eval"]``). ``run_phased``: arms whose physical or twin params change
+between phases (pre-training on a twin, a scenario change), all rows of one program, with
+``physical_part`` to compare them at the same physical budget. Per-seed figures: ``per_seed``
+(``{"mean", "std", "per_seed"}``), ``paired`` (arm minus control on the same seeds), ``window_rate``,
+``final_training_return``, ``returns_summary``, ``reach_steps``. Sectioned files (one section per
+agent or scenario, run separately and merged): ``write_sections`` / ``merge_sections``, each section's
+config ``stamped`` with its own provenance.
 """
 
 from __future__ import annotations
