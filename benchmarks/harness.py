@@ -463,6 +463,8 @@ def write_sections(name: str, sections: dict[str, tuple[dict, dict, dict]], *, m
         config["merged_sections"] = merge_sections(path, list(sections), config, summary, curves)
     config["sections"] = {k: config["sections"][k] for k in order if k in config["sections"]}
     summary = {k: summary[k] for k in order if k in summary}
+    rank = {k: i for i, k in enumerate(order)}
+    curves = dict(sorted(curves.items(), key=lambda kv: rank.get(kv[0].split("/", 1)[0], len(rank))))
     doc = {"config": config, "summary": summary, "curves": curves}
     write(name, mode=mode, config=config, summary=summary, curves=curves, out=out,
           plot=None if plot is None else (lambda png: plot(doc, png)))
