@@ -32,28 +32,39 @@ Usage::
     python -m benchmarks.multi_uav --quick     # smoke scale: 2 seeds x 40 episodes
     python -m benchmarks.multi_uav             # 8 seeds x 1,000 episodes (CPU)
     python -m benchmarks.multi_uav --full --device gpu   # 16 seeds x 2,000 episodes
+    python -m benchmarks.multi_uav --diagnose  # why DQN stays below the myopic planner (~2 min)
 
 Writes ``benchmarks/results/multi_uav.json`` (compact: config, provenance, summary, curves as mean/std
-lists) and ``multi_uav.png`` (or under ``--out``).
+lists) and ``multi_uav.png`` (or under ``--out``); ``--diagnose`` writes ``multi_uav_diagnose.json``
+instead: the one-step problem (gamma = 0, where a perfect Q-function is the myopic planner) measured
+on the states of random joint actions and of the myopic planner's path: the spread of the next
+reward over the 625 joint actions against its spread over states, the regret of the best additive
+(branching-head) model, and the regret of the default network's greedy action after a supervised fit
+on uniform actions and after a physical DQN run at gamma = 0, each against a random action and the
+best constant action.
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import itertools
 import json
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
 import dtrl_jax as dt
 from benchmarks import _common, _paper
 from dtrl_jax.envs import multi_uav as mu
 from dtrl_jax.evaluate import policy_action
+from dtrl_jax.train import build_agent, inspect_env
 
 NAME = "multi_uav"
 ENV_ID = "MultiUAV-v0"
@@ -213,7 +224,7 @@ def summarise(variants: list[dict[str, Any]], tail_points: int, reference: dict[
         "dt_paired_gain_over_physical": {str(v["lookahead"]): v["paired_gain_over_physical"]["mean"]
                                          for v in dt_variants},
         "all_dt_above_physical": bool(all(f > phys["final_mbps_mean"] for f in finals)) if finals else None,
-        "dt_ordered_by_k": bool(all(a <= b for a, b in zip(finals, finals[1:]))) if finals else None,
+        "dt_ordered_by_k": bool(all(a <= b for a, b in itertools.pairwise(finals))) if finals else None,
         "overestimation_s0": {str(v["lookahead"]): v["overestimation_s0"]["mean"] for v in variants},
         "tail_points": tail_points,
     }
@@ -229,6 +240,167 @@ def reference_rates(env, params, episodes: int) -> dict[str, Any]:
     _, s0 = env.reset(key, params)
     out["centroid_placement_level"] = float(mu.centroid_placement_rate(s0, params))
     return out
+
+
+# ------------------------------------------------------------------ diagnosis (--diagnose)
+# Why the learners stay below the myopic planner, measured on the one-step problem (gamma = 0), where
+# a perfect Q-function IS the myopic planner: how large the action signal is, whether the branching
+# (additive) head can represent it, and whether the default network learns it (a) by regression on
+# uniformly drawn actions and (b) inside the training loop.
+
+#: Diagnosis scale per mode: supervised gradient steps (the physical DQN makes ~9,000 in 1,000
+#: episodes), states per measurement, in-loop DQN episodes and seeds.
+DIAGNOSE: dict[str, dict[str, int]] = {
+    "quick": {"fit_steps": 50, "states": 64, "episodes": 4, "seeds": 1, "num_envs": 2},
+    "default": {"fit_steps": 9_000, "states": 512, "episodes": 1_000, "seeds": 2, "num_envs": 10},
+    "full": {"fit_steps": 50_000, "states": 1_024, "episodes": 2_000, "seeds": 4, "num_envs": 10},
+}
+
+
+def next_rewards(env, state, params) -> jax.Array:
+    """``[A]`` expected next mean rate (Mbps) of every joint action, users held where they are."""
+    moves = mu.decode_action(jnp.arange(env.num_actions, dtype=jnp.int32), params.num_uavs)
+    uav = mu._moved(state.uav_pos, moves, params)
+    return jax.vmap(lambda u: jnp.mean(mu.user_rates_mbps(u, state.user_pos, params)))(uav)
+
+
+def policy_states(env, params, policy, key, episodes: int) -> mu.EnvState:
+    """States visited by ``policy`` from resets (a stacked ``EnvState``, ``episodes * horizon`` long)."""
+    horizon = int(params.max_steps_in_episode)
+
+    def episode(k):
+        _, s = env.reset(k, params)
+
+        def body(s, kk):
+            k_act, k_step = jax.random.split(kk)
+            _, s2, *_ = env.step_env(k_step, s, policy(k_act, s, params), params)
+            return s2, s
+
+        return jax.lax.scan(body, s, jax.random.split(jax.random.fold_in(k, 1), horizon))[1]
+
+    states = jax.vmap(episode)(jax.random.split(key, episodes))
+    return jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), states)
+
+
+def choice_regrets(rewards: jax.Array, chosen: jax.Array) -> dict[str, jax.Array]:
+    """Mean regret (Mbps) of ``chosen`` actions against the best next reward, and two yardsticks:
+    a uniformly random action and the best single action for every state (a constant policy)."""
+    best = jnp.max(rewards, axis=1)
+    return {
+        "chosen": jnp.mean(best - jnp.take_along_axis(rewards, chosen[:, None], axis=1)[:, 0]),
+        "random_action": jnp.mean(best - jnp.mean(rewards, axis=1)),
+        "best_constant_action": jnp.mean(best) - jnp.max(jnp.mean(rewards, axis=0)),
+    }
+
+
+def additive_argmax(rewards: jax.Array, dims: tuple[int, ...]) -> jax.Array:
+    """Joint action of the best additive (main-effects) model of ``rewards`` ``[n, A]``: per factor
+    the argmax of the marginal mean (what an exactly fitted branching head picks at gamma = 0)."""
+    grid = rewards.reshape(rewards.shape[0], *dims[::-1])  # factor 0 on the last (fastest) axis
+    k = len(dims)
+    digits = [jnp.argmax(jnp.mean(grid, axis=tuple(1 + j for j in range(k) if j != k - 1 - i)), axis=1)
+              for i in range(k)]
+    places = np.cumprod((1, *dims[:-1]))  # mixed radix, factor 0 least significant
+    return sum(d * int(w) for d, w in zip(digits, places, strict=True)).astype(jnp.int32)
+
+
+def supervised_fit(agent, obs, rewards, key, steps: int, batch_size: int) -> jax.Array:
+    """Regress the next reward on (observation, uniform action) with ``agent``'s network, head and
+    optimiser (squared error in env units, as DQN's loss at gamma = 0 with the default reward
+    transform); return the fitted greedy actions ``[n]`` on held-out observations ``obs[1]``."""
+    train_obs, test_obs = obs
+    train_r = rewards[0]
+    n, num_actions = train_r.shape
+
+    def loss(p, idx, act):
+        q = jax.vmap(lambda o, a: agent.apply(p, o)[a])(train_obs[idx], act)
+        return jnp.mean((q - train_r[idx, act]) ** 2)
+
+    def step(carry, k):
+        p, opt = carry
+        k_idx, k_act = jax.random.split(k)
+        idx = jax.random.randint(k_idx, (batch_size,), 0, n)
+        act = jax.random.randint(k_act, (batch_size,), 0, num_actions)
+        grads = jax.grad(loss)(p, idx, act)
+        updates, opt = agent.optimizer.update(grads, opt, p)
+        return (optax.apply_updates(p, updates), opt), None
+
+    k_init, k_run = jax.random.split(key)
+    p = agent.init(k_init).params
+    (p, _), _ = jax.lax.scan(step, (p, agent.optimizer.init(p)), jax.random.split(k_run, steps))
+    return jax.vmap(lambda o: jnp.argmax(agent.apply(p, o)))(test_obs)
+
+
+def diagnose(mode: str, device, out=None) -> dict[str, Any]:
+    """Measure the one-step (gamma = 0) learning problem; see the comment above :data:`DIAGNOSE`.
+
+    States: those visited by uniformly random joint actions (the exploration distribution: every
+    UAV within ~100 m of the hangar) and those on the myopic planner's path. Writes
+    ``multi_uav_diagnose.json``.
+    """
+    scale = DIAGNOSE[mode]
+    start = time.perf_counter()
+    env, params = dt.make(ENV_ID)
+    horizon = int(params.max_steps_in_episode)
+    dims = tuple(env.action_dims(params))
+    cfg = make_config(0, scale["episodes"], scale["num_envs"], horizon, {"gamma": 0.0})
+    spec = inspect_env(env, params)
+    agent = build_agent(cfg, spec)
+    n = scale["states"]
+    episodes = max(2, -(-2 * n // horizon))
+    doc: dict[str, Any] = {"config": {"mode": mode, "env": ENV_ID, **scale, "dqn": "DQNConfig defaults, gamma 0"}}
+    with jax.default_device(device):
+        key = jax.random.key(7)
+        k_rand, k_myo, k_fit, k_sel, k_loop = jax.random.split(key, 5)
+        sets = {"random_walk": policy_states(env, params, mu.random_policy, k_rand, episodes),
+                "myopic_path": policy_states(env, params, mu.myopic_policy, k_myo, episodes)}
+        signal, fits = {}, {}
+        for name, states in sets.items():
+            pick = jax.random.permutation(jax.random.fold_in(k_sel, len(name)), states.time.shape[0])[: 2 * n]
+            states = jax.tree.map(partial(jnp.take, indices=pick, axis=0), states)
+            rewards = jax.jit(jax.vmap(lambda s: next_rewards(env, s, params)))(states)
+            obs = jax.vmap(lambda s: env.get_obs(s, params))(states)
+            signal[name] = {
+                "mean_next_rate_mbps": float(jnp.mean(rewards)),
+                "best_minus_mean_action_mbps": float(jnp.mean(jnp.max(rewards, 1) - jnp.mean(rewards, 1))),
+                "action_std_mbps": float(jnp.mean(jnp.std(rewards, 1))),
+                "state_std_of_mean_rate_mbps": float(jnp.std(jnp.mean(rewards, 1))),
+                "additive_head_regret_mbps": float(choice_regrets(rewards, additive_argmax(rewards, dims))["chosen"]),
+            }
+            halves = (obs[:n], obs[n:]), (rewards[:n], rewards[n:])
+            chosen = jax.jit(partial(supervised_fit, agent, steps=scale["fit_steps"], batch_size=cfg.batch_size))(
+                halves[0], halves[1], k_fit)
+            fits[name] = {k: float(v) for k, v in choice_regrets(rewards[n:], chosen).items()}
+        doc["action_signal"] = signal
+        doc["supervised_fit"] = {"steps": scale["fit_steps"], "regret_mbps": fits}
+        # In the loop: physical DQN at gamma = 0 (a learned one-step planner), then the regret of its
+        # greedy action on the same state sets and its greedy rate.
+        train = dt.make_train(cfg, env, params)
+
+        def one(k):
+            out = train(k)
+            st = out.runner_state.agent_state
+            res = {}
+            for name, states in sets.items():
+                s = jax.tree.map(lambda x: x[:n], states)
+                rewards = jax.vmap(lambda ss: next_rewards(env, ss, params))(s)
+                chosen = jax.vmap(lambda ss: jnp.argmax(train.agent.q_values(st, env.get_obs(ss, params))))(s)
+                res[name] = choice_regrets(rewards, chosen)
+            return out.metrics["eval_return"], res
+
+        ev, res = jax.jit(jax.vmap(one))(jax.random.split(k_loop, scale["seeds"]))
+        tail = max(1, round(0.1 * ev.shape[1]))
+        doc["dqn_gamma0_in_loop"] = {
+            "greedy_final_mbps_per_seed": _paper.to_list(np.mean(np.asarray(ev)[:, -tail:], 1) / horizon, 4),
+            "regret_mbps": {name: {k: float(np.mean(v)) for k, v in r.items()} for name, r in res.items()},
+        }
+        doc["reference"] = {k: {"mean": float(v)} for k, v in (
+            (name, jnp.mean(mu.policy_episode_rates(jax.random.key(123), env, params, pol, 16)))
+            for name, pol in (("hangar", mu.hangar_policy), ("myopic", mu.myopic_policy)))}
+    doc["wall_time_s"] = time.perf_counter() - start
+    path = _common.write_results(f"{NAME}_diagnose", doc, out)
+    _common.log(json.dumps({k: doc[k] for k in ("action_signal", "supervised_fit", "dqn_gamma0_in_loop")}, indent=1))
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 REFERENCE_LABELS = {"random": "random actions", "hangar": "all UAVs stay at the hangar",
@@ -272,12 +444,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--lookaheads", type=_common.nonnegative_int_list, default=None, help="look-ahead lengths, 0 = physical")
     parser.add_argument("--hidden", type=_common.int_list, default=None, help="override the MLP widths, e.g. 32,32")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
+    parser.add_argument("--diagnose", action="store_true",
+                        help="instead of the comparison: measure the one-step learning problem (gamma = 0) and "
+                             "write multi_uav_diagnose.json")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     args = build_parser().parse_args(argv)
     mode = _common.run_mode(args)
+    if args.diagnose:
+        return diagnose(mode, _common.select_device(args.device), args.out)
     scale = dict(MODES[mode])
     for key in ("seeds", "episodes", "num_envs"):
         if getattr(args, key) is not None:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dtrl_jax import render
+from dtrl_jax.experiment import render
 
 ROOT = Path(__file__).resolve().parent.parent
 

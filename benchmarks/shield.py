@@ -92,7 +92,7 @@ COLORS = {"physical": "tab:blue", "twin_no_shield": "tab:cyan", "shield": "tab:r
 
 
 def base_config(agent: str, steps: int, log_every: int, curve_eval_episodes: int):
-    """QL: alpha 0.1, gamma 0.9, epsilon 1 -> 0.05 over half the run (as ``dtrl_jax.demo``). DQN: 10 envs,
+    """QL: alpha 0.1, gamma 0.9, epsilon 1 -> 0.05 over half the run (as ``dtrl_jax.experiment.demo``). DQN: 10 envs,
     Adam 5e-4, gamma 0.9, huber, 20k replay, one update per 10 steps, ``learning_starts`` a tenth of the
     run (at most 10,000) so that short runs still learn."""
     common = {"total_timesteps": steps, "log_every": log_every, "eval_episodes": curve_eval_episodes, "gamma": 0.9,

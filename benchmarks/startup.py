@@ -2,7 +2,7 @@
 
     python -m benchmarks.startup [--repeats 5] [--out DIR] [--compare OTHER_CHECKOUT]
 
-Runs ``python -m dtrl_jax.cli`` with ``--help``, ``envs``, ``plot`` (on a small synthetic run folder)
+Runs ``python -m dtrl_jax.experiment.cli`` with ``--help``, ``envs``, ``plot`` (on a small synthetic run folder)
 and ``train --help`` (which needs the configs, hence JAX) ``--repeats`` times each in new processes
 and writes ``startup.json`` (median, min, max seconds per command, and whether JAX was imported).
 ``--compare DIR`` times another checkout of the repository too, interleaved run by run with this
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def _once(argv: list[str], root: Path) -> float:
     env = {**os.environ, "PYTHONPATH": str(root)}
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "dtrl_jax.cli", *argv], check=False, cwd=root, env=env,
+    proc = subprocess.run([sys.executable, "-m", "dtrl_jax.experiment.cli", *argv], check=False, cwd=root, env=env,
                           capture_output=True, text=True)
     if proc.returncode not in (0, 2):
         raise RuntimeError(f"{argv}: exit {proc.returncode}: {proc.stderr[-500:]}")
@@ -35,7 +35,7 @@ def _once(argv: list[str], root: Path) -> float:
 
 
 def _imports_jax(argv: list[str], root: Path) -> bool:
-    probe = ("import sys, io, contextlib; from dtrl_jax.cli import main\n"
+    probe = ("import sys, io, contextlib; from dtrl_jax.experiment.cli import main\n"
              f"with contextlib.redirect_stdout(io.StringIO()): main({argv!r})\n"
              "print('jax' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", probe], check=False, cwd=root, capture_output=True, text=True,

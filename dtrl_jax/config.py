@@ -175,8 +175,50 @@ class TwinConfig:
         "(env.global_observation); zeros until the twin is ready. Needs an env that offers it.",
     )
 
+    calibrate_every: int = _static(
+        0,
+        "In-loop calibration: every calibrate_every physical steps (summed over num_envs, a phase at each "
+        "vectorised step that crosses a multiple) the twin's calibrate_fields are fitted to the last "
+        "calibrate_buffer physical transitions, inside the compiled program "
+        "(dtrl_jax.twin.online, dtrl_jax.twin.calibration.calibrate); the domains use the result from "
+        "the next step on. Needs calibrate_fields, calibrate_buffer >= num_envs and a twin feature that "
+        "runs the domains. 0 = off; >= 0.",
+    )
+    calibrate_until: int | None = _static(
+        None,
+        "Calibration phases only while the physical step count is below this (e.g. the end of the epsilon "
+        "decay: later physical data come from a near-greedy policy and say little about the actions the "
+        "twin's trials try); None = for the whole run. >= 1.",
+    )
+    calibrate_fields: tuple[str, ...] = _static(
+        (),
+        "EnvParams fields the in-loop calibration fits: traced float fields of the env's params (checked "
+        "by make_train; dtrl_jax.twin.calibration lists which ones each env identifies). Non-empty exactly "
+        "when calibrate_every > 0.",
+    )
+    calibrate_buffer: int = _static(
+        0,
+        "Ring buffer of the most recent physical transitions (s_t from the identical domain, a_t, o_{t+1}, "
+        "r_t), all envs together, that calibration fits and the twin_error metric is measured on; "
+        "0 = none (twin_error is NaN). With calibrate_every = 0 a buffer only monitors twin_error. >= 0.",
+    )
+    calibrate_per_domain: bool = _static(
+        False,
+        "False: one fit per phase, started from domain 0's params, whose calibrated fields are written "
+        "into every domain. True: every domain is fitted from its own params (num_domains times the work).",
+    )
+    calibrate_options: tuple = _static(
+        (),
+        "Settings of each phase's fit: (name, value) pairs (or a dict) of CalibrationConfig fields other "
+        "than fields (method, steps, population, num_samples, bounds, range_factor, ...); omitted ones "
+        "take CalibrationConfig's defaults. num_samples also sets twin_error's samples per transition. "
+        "Bounds default to a range around the initial twin params, fixed for the whole run. On the command "
+        "line in the Python form: \"(('method', 'cem'), ('steps', 20))\".",
+    )
+
     def __post_init__(self):
         o = "TwinConfig"
+        self._check_calibration(o)
         check_positive_int(o, "num_domains", self.num_domains)
         check_positive_int(o, "action_trials", self.action_trials)
         check_positive_int(o, "lookahead", self.lookahead, minimum=0)
@@ -214,6 +256,80 @@ class TwinConfig:
         for flag in ("average_rollouts", "shield", "share_global_obs"):
             if not isinstance(getattr(self, flag), bool):
                 raise TypeError(f"{o}.{flag}={getattr(self, flag)!r}: expected a bool")
+
+    def _check_calibration(self, o: str) -> None:
+        from collections.abc import Mapping
+
+        from dtrl_jax.twin.calibration import CalibrationConfig
+
+        check_positive_int(o, "calibrate_every", self.calibrate_every, minimum=0)
+        check_positive_int(o, "calibrate_buffer", self.calibrate_buffer, minimum=0)
+        if self.calibrate_until is not None:
+            check_positive_int(o, "calibrate_until", self.calibrate_until)
+        if not isinstance(self.calibrate_per_domain, bool):
+            raise TypeError(f"{o}.calibrate_per_domain={self.calibrate_per_domain!r}: expected a bool")
+        fields = (self.calibrate_fields,) if isinstance(self.calibrate_fields, str) else self.calibrate_fields
+        if not isinstance(fields, (tuple, list)) or not all(isinstance(f, str) for f in fields):
+            raise ValueError(f"{o}.calibrate_fields={self.calibrate_fields!r}: expected a tuple of EnvParams field names")
+        object.__setattr__(self, "calibrate_fields", tuple(fields))
+        if bool(fields) != (self.calibrate_every > 0):
+            raise ValueError(
+                f"{o}.calibrate_fields={tuple(fields)!r} with calibrate_every={self.calibrate_every}: expected "
+                "field names exactly when calibrate_every > 0 (calibration on)"
+            )
+        options = self.calibrate_options
+        items = options.items() if isinstance(options, Mapping) else options
+        try:
+            opts = dict(items)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{o}.calibrate_options={options!r}: expected (name, value) pairs or a dict") from err
+        allowed = sorted(f.name for f in dataclasses.fields(CalibrationConfig) if f.name != "fields")
+        unknown = sorted(set(opts) - set(allowed))
+        if unknown:
+            raise ValueError(f"{o}.calibrate_options: unknown setting(s) {unknown}; allowed: {allowed}")
+        try:  # CalibrationConfig's own validation, named after this field
+            cfg = CalibrationConfig(fields=tuple(fields) or ("placeholder",), **opts)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{o}.calibrate_options={options!r}: {err}") from err
+        object.__setattr__(self, "calibrate_options", tuple((k, getattr(cfg, k)) for k in sorted(opts)))
+        if self.calibrate_every > 0 and self.calibrate_buffer < 1:
+            raise ValueError(
+                f"{o}.calibrate_buffer={self.calibrate_buffer} with calibrate_every={self.calibrate_every}: "
+                "calibration fits the buffer's transitions; expected calibrate_buffer >= num_envs"
+            )
+        if self.calibrate_buffer > 0:
+            if not self.uses_domains:
+                raise ValueError(
+                    f"{o}.calibrate_buffer={self.calibrate_buffer}: in-loop calibration and twin_error need the "
+                    "digital domains (their identical domain holds s_t); expected action_trials > 1, "
+                    "lookahead > 1, shield or a health check"
+                )
+            if self.share_global_obs:
+                raise ValueError(
+                    f"{o}.calibrate_buffer={self.calibrate_buffer} with share_global_obs=True is not supported "
+                    "(the global view wraps the env's params); expected share_global_obs=False"
+                )
+
+    @property
+    def calibrates(self) -> bool:
+        """Whether in-loop calibration phases run."""
+        return self.calibrate_every > 0
+
+    @property
+    def calibration_config(self):
+        """The ``CalibrationConfig`` of each in-loop phase, or None when calibration is off."""
+        if not self.calibrates:
+            return None
+        from dtrl_jax.twin.calibration import CalibrationConfig
+
+        return CalibrationConfig(fields=self.calibrate_fields, **dict(self.calibrate_options))
+
+    @property
+    def calibration_samples(self) -> int:
+        """Twin samples per transition of the ``twin_error`` metric (``calibrate_options`` num_samples)."""
+        from dtrl_jax.twin.calibration import CalibrationConfig
+
+        return dict(self.calibrate_options).get("num_samples", CalibrationConfig.num_samples)
 
     @property
     def uses_trials(self) -> bool:
@@ -392,7 +508,11 @@ class DQNConfig(_AgentConfig):
         "'gru' (GRU over an observation window [W, F]); see dtrl_jax.agents.networks.",
     )
     hidden_sizes: tuple[int, ...] = _static((120, 84), "Hidden layer widths of the MLP.")
-    max_grad_norm: float = _traced(10.0, "Global-norm gradient clipping threshold; > 0.")
+    max_grad_norm: float | None = _traced(
+        10.0,
+        "Global-norm gradient clipping threshold; > 0, or None for no clipping (as PureJaxRL; the "
+        "global norm costs ~20 % of a small MLP's update on a CPU).",
+    )
     loss: str = _static("mse", "TD loss: 'mse' or 'huber'.")
     head: str = _static(
         "auto",
@@ -439,7 +559,8 @@ class DQNConfig(_AgentConfig):
             raise TypeError(f"{o}.hidden_sizes={self.hidden_sizes!r}: expected a non-empty tuple of ints")
         for width in self.hidden_sizes:
             check_positive_int(o, "hidden_sizes", width)
-        check_number(o, "max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
+        if self.max_grad_norm is not None:
+            check_number(o, "max_grad_norm", self.max_grad_norm, low=0.0, low_open=True)
         check_choice(o, "loss", self.loss, ("mse", "huber"))
         if not isinstance(self.double_q, bool):
             raise TypeError(f"{o}.double_q={self.double_q!r}: expected a bool")

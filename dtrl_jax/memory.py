@@ -40,6 +40,7 @@ PARTS: tuple[str, ...] = (
     "env_states_bytes",
     "metrics_bytes",
     "twin_step_bytes",
+    "calibration_bytes",
 )
 
 
@@ -104,6 +105,27 @@ def _twin_step_bytes(config, env, env_params, spec, runner) -> int:
     return n_envs * per_env + domains
 
 
+def _calibration_bytes(config, env, env_params, runner) -> int:
+    """In-loop calibration: its carried ring buffer and parameter stack, plus one phase's temporaries
+    (every candidate's twin steps of the whole buffer at once: ``population`` candidates for CEM,
+    ``2 D + 1`` central-difference points for the gradient, ``num_samples`` draws per transition)."""
+    cal = getattr(runner, "calibration", None)
+    if cal is None:
+        return 0
+    carried = tree_bytes(cal)
+    twin = config.twin
+    cfg = twin.calibration_config
+    if cfg is None:
+        return carried
+    key = jax.random.key(0)
+    _, state = jax.eval_shape(env.reset, key, env_params)
+    step_bytes = tree_bytes(jax.eval_shape(env.step_env, key, state, jnp.int32(0), env_params))
+    entries = sum(int(math.prod(jnp.shape(getattr(env_params, f)))) for f in cfg.fields)
+    candidates = cfg.population if cfg.method == "cem" else 2 * entries + 1
+    per_fit = candidates * twin.calibrate_buffer * cfg.num_samples * step_bytes
+    return carried + per_fit * (twin.num_domains if twin.calibrate_per_domain else 1)
+
+
 def estimate_memory(config, env, env_params, *, twin_params=None, num_seeds: int = 1) -> dict[str, Any]:
     """Bytes a run of ``config`` on ``env`` needs, from shapes alone (``jax.eval_shape``; nothing allocated).
 
@@ -119,7 +141,8 @@ def estimate_memory(config, env, env_params, *, twin_params=None, num_seeds: int
       (the digital domains' states and observations), ``agent_bytes`` (parameters, target parameters,
       optimiser state or Q-table), ``env_states_bytes`` (physical environments and their
       observations), ``metrics_bytes`` (one row per logging interval), ``twin_step_bytes`` (one
-      vectorised step's twin temporaries), ``per_seed_bytes`` (their sum), ``num_seeds`` and
+      vectorised step's twin temporaries), ``calibration_bytes`` (in-loop calibration's buffer, parameter
+      stack and one phase's temporaries; 0 without it), ``per_seed_bytes`` (their sum), ``num_seeds`` and
       ``total_bytes`` (``per_seed_bytes * num_seeds``), plus ``num_domains``, ``buffer_size`` and
       ``twin_buffer_size`` (transitions per domain) for the message of :func:`check_fits`.
     """
@@ -151,6 +174,7 @@ def estimate_from_runner(config, env, env_params, runner, *, spec=None, num_seed
         "env_states_bytes": tree_bytes(runner.env_state) + tree_bytes(runner.obs),
         "metrics_bytes": config.num_intervals * len(METRIC_NAMES) * 4,
         "twin_step_bytes": _twin_step_bytes(config, env, env_params, spec, runner),
+        "calibration_bytes": _calibration_bytes(config, env, env_params, runner),
     }
     per_seed = sum(out[k] for k in PARTS)
     out["per_seed_bytes"] = per_seed

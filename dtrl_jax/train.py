@@ -16,6 +16,8 @@ bottom, the program is::
             advance the domains to s_{t+1} (copy = sync, or simulate between syncs)
             M look-ahead rollouts of k - 1 steps from them -> averaged k-step target
           agent.learn(physical transitions, twin transitions)   (tabular update or replay + SGD)
+          in-loop calibration, if on: record (s_t, a_t, o_{t+1}, r_t) in a ring buffer; every
+            calibrate_every steps fit the domains' EnvParams to it (dtrl_jax.twin.online)
           episode bookkeeping (returns, violations)
 
 With ``twin=None`` (or every twin feature off) the same program is plain physical RL. Twin agents
@@ -48,6 +50,9 @@ from dtrl_jax.memory import check_fits, describe, estimate_from_runner
 from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
 from dtrl_jax.transition import one_step_transition, pad_branches
+from dtrl_jax.twin import online
+from dtrl_jax.twin.calibration import check_config
+from dtrl_jax.twin.domains import replicate
 from dtrl_jax.twin.global_obs import GlobalObservation, GlobalObsParams
 from dtrl_jax.twin.noise import state_noise_std
 from dtrl_jax.twin.space import DigitalSpace, surprise
@@ -70,12 +75,16 @@ METRIC_NAMES = (
     "twin_faults",
     "eval_return",
     "eval_length",
+    "twin_error",
 )
 
 #: Folded into the key given to ``train`` to make the evaluation stream (ASCII "eval"): distinct from
 #: the streams ``split(key, 3)`` hands to initialisation, resets and the loop, so evaluating changes
 #: no other random number.
 EVAL_STREAM = 0x6576616C
+
+#: Folded into the evaluation key to make the ``twin_error`` metric's stream (ASCII "terr").
+TWIN_ERROR_STREAM = 0x74657272
 
 logger = logging.getLogger("dtrl_jax")
 
@@ -158,16 +167,17 @@ TWIN_KEY_ROLES = ("trials", "shield", "health", "advance", "lookahead")
 def step_keys(loop_key: jax.Array, t, num_envs: int) -> dict[str, jax.Array]:
     """The random keys of vectorised physical step ``t``: one independent stream per role.
 
-    ``act`` (exploration bits) and ``learn`` are single keys, ``env`` and every twin role in
+    ``act`` (exploration bits), ``learn`` and ``calibrate`` are single keys, ``env`` and every twin role in
     ``TWIN_KEY_ROLES`` are ``[num_envs]`` keys. JAX's ``fold_in(k, i)`` equals ``split(k, n)[i]``, so
     a role key must never be made by ``fold_in`` of a key that is also split per environment: here
     each role has its own parent key, split once into per-env keys. The physical keys are those of
     the first design (``act``, ``env``, ``learn`` = parts 0, 1, 4 of ``split(fold_in(loop_key, t), 5)``)
-    so physical randomness, and any physical-only result, is unchanged.
+    so physical randomness, and any physical-only result, is unchanged; ``calibrate`` (the in-loop
+    calibration phase) is part 3, unused before, so calibration changes no other stream.
     """
     key = jax.random.fold_in(loop_key, t)
-    k_act, k_env, k_twin, _, k_learn = jax.random.split(key, 5)
-    keys = dict(act=k_act, env=jax.random.split(k_env, num_envs), learn=k_learn)
+    k_act, k_env, k_twin, k_calibrate, k_learn = jax.random.split(key, 5)
+    keys = dict(act=k_act, env=jax.random.split(k_env, num_envs), learn=k_learn, calibrate=k_calibrate)
     for name, k in zip(TWIN_KEY_ROLES, jax.random.split(k_twin, len(TWIN_KEY_ROLES))):
         keys[name] = jax.random.split(k, num_envs)
     return keys
@@ -197,6 +207,8 @@ class RunnerState:
       health: float32 ``[num_envs]`` running mean of each env's health-check surprise -log(p)
         (``dtrl_jax.twin.space.surprise``; 1 = a right twin's mean, the start value).
       healthy: bool ``[num_envs]`` the last health verdict per env (True without a check).
+      calibration: ``dtrl_jax.twin.online.LoopCalibration`` (the recent physical transitions and the
+        domains' current ``EnvParams``) when ``TwinConfig.calibrate_buffer`` > 0, else None.
     """
 
     env_state: Any
@@ -220,6 +232,7 @@ class RunnerState:
     eval_key: jax.Array
     health: jax.Array
     healthy: jax.Array
+    calibration: Any = None
 
     @property
     def twin_transitions(self) -> jax.Array:
@@ -246,7 +259,10 @@ class TrainResult:
         outage window or a failed health check; those steps were physical-only), ``eval_return`` and
         ``eval_length`` (mean undiscounted return and length of the ``eval_episodes`` greedy
         episodes played at the interval's end with the current parameters, see
-        ``dtrl_jax.evaluate``; NaN when ``eval_episodes`` is 0).
+        ``dtrl_jax.evaluate``; NaN when ``eval_episodes`` is 0), ``twin_error`` (at the interval's end,
+        the twin's mean one-step prediction error on the ``calibrate_buffer`` most recent physical
+        transitions, mean over domains, ``dtrl_jax.twin.online.buffer_twin_error``; NaN without a
+        buffer).
     """
 
     runner_state: RunnerState
@@ -336,6 +352,13 @@ def _validate(config, spec: EnvSpec, env, env_params, twin_params) -> None:
             f"TwinConfig.obs_noise_std={twin.obs_noise_std} cannot apply to the discrete observations of "
             f"env {spec.name!r}; use state_noise_std (noise on the twin's state) instead"
         )
+    if twin.calibrate_buffer and twin.calibrate_buffer < config.num_envs:
+        raise ValueError(
+            f"TwinConfig.calibrate_buffer={twin.calibrate_buffer} is below num_envs={config.num_envs}; each "
+            f"vectorised step writes num_envs transitions, so expected calibrate_buffer >= {config.num_envs}"
+        )
+    if twin.calibrates:
+        check_config(env_params if twin_params is None else twin_params, twin.calibration_config)
     if twin_params is not None:
         ref = jax.tree.structure(env_params)
         if jax.tree.structure(twin_params) != ref:
@@ -474,6 +497,41 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         on_steps = (twin.action_trials - 1 if use_trials else 0) + (
             twin.lookahead_rollouts * (twin.lookahead - 1) if use_lookahead else 0
         )
+    use_calibration = use_space and twin.calibrate_buffer > 0
+    calibration_prior = None
+    if use_calibration:  # the initial per-domain params: the bounds of every phase
+        calibration_prior = replicate(env_params, twin.num_domains) if twin_params is None else twin_params
+
+    def domain_space(runner):
+        """The digital space stepping with the carried (calibrated) params, or with the given ones."""
+        return space.with_params(runner.calibration.params) if use_calibration else space
+
+    def calibration_step(runner, actions, final_obs, reward, steps, steps_after, key):
+        """Record this step's physical transitions; a calibration phase when ``calibrate_every`` is crossed.
+
+        ``steps`` comes from the scan index, so under ``jax.vmap`` over seeds the ``lax.cond`` stays
+        a branch (the phase runs only at its steps)."""
+        if not use_calibration:
+            return None
+        state_t = jax.tree.map(lambda x: x[:, 0], runner.domains.states)  # the identical domain's s_t
+        cal = online.record(runner.calibration, steps, state_t, actions, final_obs, reward)
+        if not twin.calibrates:
+            return cal
+
+        def fit(c):
+            return online.phase(env, c, calibration_prior, key, twin.calibration_config, twin.calibrate_per_domain)
+
+        now = crossed(steps, steps_after, twin.calibrate_every)
+        if twin.calibrate_until is not None:
+            now = now & (steps < twin.calibrate_until)
+        return jax.lax.cond(now, fit, lambda c: c, cal)
+
+    def twin_error_metric(runner, index):
+        if not use_calibration:
+            return jnp.float32(jnp.nan)
+        key = jax.random.fold_in(jax.random.fold_in(runner.eval_key, TWIN_ERROR_STREAM), index)
+        return online.buffer_twin_error(env, runner.calibration, key, twin.calibration_samples)
+
     if num_envs * (health_steps + simulated_steps + 1 + on_steps) >= COUNT_BASE:
         raise ValueError("twin steps per vectorised step exceed 2**30; reduce num_envs or num_domains")
 
@@ -505,6 +563,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
 
     def iteration(carry, t):
         runner, acc = carry
+        space = domain_space(runner)
         # Schedules (epsilon, readiness, outages, syncs, when to update) read the step count from the
         # scan index t, never from the carried counter: under jax.vmap over seeds t is not batched,
         # so the learner's lax.cond stays a branch instead of becoming a select that runs both.
@@ -605,6 +664,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
 
+        calibration = calibration_step(runner, actions, final_obs, reward, steps, steps_after, keys["calibrate"])
         done = jnp.logical_or(terminated, truncated)
         ep_return = runner.episode_return + reward.astype(jnp.float32)
         violation = (
@@ -647,6 +707,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             domains=domains,
             health=health,
             healthy=healthy,
+            calibration=calibration,
         )
         acc = dict(
             return_sum=acc["return_sum"] + jnp.sum(jnp.where(done, ep_return, 0.0)),
@@ -689,6 +750,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             sync_events=runner.sync_events,
             twin_faults=runner.twin_faults,
             **evaluation(runner, index),
+            twin_error=twin_error_metric(runner, index),
         )
         if numerics_reporter is not None:
             numerics_reporter({"step": runner.fault_step, "code": runner.fault_code})
@@ -768,6 +830,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             eval_key=jax.random.fold_in(key, EVAL_STREAM),
             health=jnp.ones((num_envs,), jnp.float32),
             healthy=jnp.ones((num_envs,), bool),
+            calibration=online.init_calibration(jax.tree.map(lambda x: x[0], env_state), spec.obs_example(),
+                                                calibration_prior, twin.calibrate_buffer) if use_calibration else None,
         )
         return runner, jnp.arange(config.num_intervals, dtype=jnp.int32)
 

@@ -15,7 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 import dtrl_jax as dt
-from dtrl_jax import runs
+from dtrl_jax.experiment import runs
 
 
 def main():

@@ -165,9 +165,9 @@ class DQNAgent:
             action_dims=self.action_dims, dueling=config.dueling,
         )
         self.obs_example = obs_example
-        self.optimizer = optax.chain(
-            optax.clip_by_global_norm(config.max_grad_norm),
-            optax.adam(learning_rate=config.learning_rate),
+        adam = optax.adam(learning_rate=config.learning_rate)
+        self.optimizer = adam if config.max_grad_norm is None else optax.chain(
+            optax.clip_by_global_norm(config.max_grad_norm), adam
         )
         twin = config.twin
         self.twin_domains = twin.action_trials - 1 if twin is not None and twin.uses_trials else 0
@@ -408,7 +408,12 @@ class DQNAgent:
             starts = steps_before + cfg.train_every * jnp.arange(self.updates_per_step)
             keys = jax.random.split(key, self.updates_per_step)
             (agent_state, loss_sum, updates), _ = jax.lax.scan(one_update, carry, (keys, starts))
-        sync = crossed(steps_before, steps_after, cfg.target_update_every)
-        target = optax.incremental_update(agent_state.params, agent_state.target_params, cfg.tau)
-        target = jax.tree.map(lambda new, old: jnp.where(sync, new, old), target, agent_state.target_params)
+        # A branch, not a select over every parameter at every step: the crossing depends on the
+        # step counts only, so it stays a branch under vmap over seeds.
+        target = jax.lax.cond(
+            crossed(steps_before, steps_after, cfg.target_update_every),
+            lambda s: optax.incremental_update(s.params, s.target_params, cfg.tau),
+            lambda s: s.target_params,
+            agent_state,
+        )
         return agent_state.replace(target_params=target), storage, LearnStats(loss_sum, updates)

@@ -104,6 +104,7 @@ __all__ = [
     "calibratable_fields",
     "calibrate",
     "cartpole_derive",
+    "check_config",
     "collect_transitions",
     "param_error",
     "twin_error",
@@ -272,6 +273,14 @@ def _check_fields(params, fields: Sequence[str]) -> None:
         else:
             why = f"is not a float field (dtype {jnp.result_type(getattr(params, name))})"
         raise ValueError(f"calibrate: field {name!r} {why}; calibratable fields: {allowed}")
+
+
+def check_config(params, config: CalibrationConfig) -> None:
+    """Raise ``ValueError`` if ``config`` cannot calibrate ``params`` (what :func:`calibrate` checks
+    before tracing): an unknown, static or non-float field (the message lists the calibratable ones),
+    or a zero prior entry without explicit bounds. ``params`` may be a ``[num_domains]`` stack."""
+    _check_fields(params, config.fields)
+    _coordinates(params, config)
 
 
 # ----------------------------------------------------------------------------- coordinates

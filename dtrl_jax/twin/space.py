@@ -18,6 +18,7 @@ All functions here act on one physical environment; the loop vmaps them over ``n
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import jax
@@ -79,6 +80,13 @@ class DigitalSpace:
         self.params_axis = None if twin_params is None else 0
         self.can_observe = can_observe
         self.obs_is_float = obs_is_float
+
+    def with_params(self, params) -> DigitalSpace:
+        """This space with the domains stepping with ``params``, a ``[num_domains]`` stack (e.g. the
+        in-loop calibration's current parameters, carried in the loop's state)."""
+        out = copy.copy(self)
+        out.params, out.params_axis = params, 0
+        return out
 
     # -- helpers ----------------------------------------------------------------------------------
     def _domain_params(self, idx: jnp.ndarray):

@@ -117,8 +117,8 @@ def test_summary_helpers_against_numpy():
 
 
 def test_dtrl_plot_reads_the_schema_and_names_old_files(runs, tmp_path):
-    from dtrl_jax import plotting
-    from dtrl_jax.cli import main
+    from dtrl_jax.experiment import plotting
+    from dtrl_jax.experiment.cli import main
 
     assert plotting.RESULTS_SCHEMA == harness.SCHEMA
     path = harness.write("bench", mode="quick", config={}, summary={},

@@ -10,9 +10,13 @@ import json
 import math
 import re
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
+import dtrl_jax as dt
 from benchmarks import _common, ap_selection, edge_scheduling, multi_uav
+from dtrl_jax.envs import multi_uav as mu
 
 COMMON_KEYS = ("benchmark", "timestamp_utc", "environment", "config", "device", "git", "wall_time_s", "paper",
                "variants", "summary")
@@ -153,3 +157,41 @@ def test_edge_scheduling_lr_sweep_smoke(tmp_path):
     for v in d["variants"]:
         for c, e in zip(v["converged_iteration_per_seed"], v["converged_exact_iteration_per_seed"]):
             assert e is None or (c is not None and c <= e)
+
+
+def test_multi_uav_additive_argmax_matches_brute_force():
+    # an exactly additive reward over 3 factors (4, 5, 3): the main-effects argmax is the joint argmax;
+    # with an interaction term added it is the argmax of the additive part (checked by brute force)
+    rng = np.random.default_rng(0)
+    dims = (4, 5, 3)
+    parts = [rng.normal(size=(6, n)) for n in dims]
+    digits = np.stack(np.unravel_index(np.arange(60), dims[::-1]), axis=1)[:, ::-1]  # factor 0 fastest
+    additive = sum(parts[i][:, digits[:, i]] for i in range(3))  # [6, 60]
+    got = np.asarray(multi_uav.additive_argmax(jnp.asarray(additive), dims))
+    np.testing.assert_array_equal(got, additive.argmax(1))
+    noisy = additive + 0.01 * rng.normal(size=additive.shape)
+    got = np.asarray(multi_uav.additive_argmax(jnp.asarray(noisy), dims))
+    means = [np.stack([noisy[:, digits[:, i] == v].mean(1) for v in range(n)], 1) for i, n in enumerate(dims)]
+    expect = sum(np.argmax(m, 1) * int(np.prod(dims[:i])) for i, m in enumerate(means))
+    np.testing.assert_array_equal(got, expect)
+
+
+def test_multi_uav_choice_regrets_numpy():
+    rng = np.random.default_rng(1)
+    rewards = rng.normal(size=(7, 9))
+    chosen = rng.integers(0, 9, size=7)
+    r = multi_uav.choice_regrets(jnp.asarray(rewards), jnp.asarray(chosen))
+    best = rewards.max(1)
+    assert np.isclose(float(r["chosen"]), np.mean(best - rewards[np.arange(7), chosen]), atol=1e-6)
+    assert np.isclose(float(r["random_action"]), np.mean(best - rewards.mean(1)), atol=1e-6)
+    constant = min(np.mean(best - rewards[:, a]) for a in range(9))  # brute force over constant policies
+    assert np.isclose(float(r["best_constant_action"]), constant, atol=1e-6)
+    # the exact next rewards of the env: the myopic policy's action is the best of them
+    env, params = dt.make("MultiUAV-v0")
+    _, s0 = env.reset(jax.random.key(0), params)
+    s = s0.replace(uav_pos=s0.uav_pos + jnp.asarray([[10.0, 30.0], [200.0, 300.0], [0.0, 90.0], [-100.0, 40.0]]))
+    rates = multi_uav.next_rewards(env, s, params)
+    a = int(mu.myopic_policy(jax.random.key(1), s, params))
+    _, _, reward, *_ = env.step_env(jax.random.key(2), s, a, params.replace(user_speed_std_mps=0.0))
+    assert np.isclose(float(reward), float(rates[a]), atol=1e-5)
+    assert np.isclose(float(rates[a]), float(jnp.max(rates)))

@@ -40,10 +40,10 @@ def test_every_random_role_of_a_step_has_its_own_stream():
 
     num_envs = 4
     keys = step_keys(jax.random.key(0), 7, num_envs)
-    assert set(keys) == {"act", "env", "learn", *TWIN_KEY_ROLES}
+    assert set(keys) == {"act", "env", "learn", "calibrate", *TWIN_KEY_ROLES}
     flat = [jax.random.key_data(k).reshape(-1, 2) for k in keys.values()]
     rows = np.concatenate([np.asarray(f) for f in flat])
-    assert len(rows) == 2 + num_envs * (1 + len(TWIN_KEY_ROLES))
+    assert len(rows) == 3 + num_envs * (1 + len(TWIN_KEY_ROLES))
     # one level further down too (what the roles derive: fold_in(k, i) == split(k, n)[i] in JAX)
     children = [jax.random.key_data(jax.vmap(lambda k: jax.random.fold_in(k, i))(keys[r])) for r in
                 ("env", *TWIN_KEY_ROLES) for i in range(num_envs)]

@@ -15,13 +15,13 @@ import numpy as np
 import pytest
 
 import dtrl_jax as dt
-from dtrl_jax import cli, runs
-from dtrl_jax.cli import main
-from dtrl_jax.plotting import curve
-from dtrl_jax.progress import ProgressBar
+from dtrl_jax.experiment import cli, runs
+from dtrl_jax.experiment.cli import main
+from dtrl_jax.experiment.plotting import curve
+from dtrl_jax.experiment.progress import ProgressBar
 from tests.helpers import CHAIN_ID, TINY_CLI_RUN, chain_env_registered
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AP = "AccessPointSelection-v0"
 TINY_AP = ["--total-timesteps", "1000", "--log-every", "250", "--epsilon-decay-steps", "500"]
 CHAIN, TINY = CHAIN_ID, TINY_CLI_RUN
@@ -35,7 +35,7 @@ def chain_registered():
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "dtrl_jax.cli", *args], check=False, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "dtrl_jax.experiment.cli", *args], check=False, capture_output=True, text=True,
                           cwd=ROOT, timeout=120)
 
 
@@ -46,7 +46,7 @@ def test_help_and_console_script():
     for word in ("train", "eval", "plot", "bench", "envs", "examples:"):
         assert word in out.stdout
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")}
-    assert scripts.get("dtrl") == "dtrl_jax.cli:main"
+    assert scripts.get("dtrl") == "dtrl_jax.experiment.cli:main"
 
 
 def test_bad_value_is_one_line_exit_2_subprocess():
@@ -187,7 +187,7 @@ def test_eval_render_uav(tmp_path, capsys):
     """--render / --gif on a MultiUAV run folder (an untrained agent: training is tested above)."""
     import jax
 
-    from dtrl_jax import runs
+    from dtrl_jax.experiment import runs
 
     cfg = dt.DQNConfig(total_timesteps=8, log_every=8, num_envs=1, buffer_size=8, batch_size=4,
                        learning_starts=4, hidden_sizes=(8,))
@@ -224,7 +224,7 @@ def test_progress_bar_lines():
 def test_graceful_stop():
     import signal
 
-    from dtrl_jax.progress import GracefulStop, Stopped
+    from dtrl_jax.experiment.progress import GracefulStop, Stopped
 
     said = []
     with GracefulStop(said.append, chunked=True, total=4) as stop:

@@ -40,7 +40,6 @@ configs in ``lineage``. The env, seeds and every field that shapes the state mus
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import datetime as _dt
 import functools
@@ -48,11 +47,9 @@ import hashlib
 import importlib
 import importlib.metadata
 import json
-import os
 import platform
 import shutil
 import sys
-import threading
 import typing
 import warnings
 from collections.abc import Callable
@@ -61,17 +58,18 @@ from typing import Any
 
 import numpy as np
 
+from dtrl_jax.experiment.records import (  # noqa: F401 - part of runs' interface
+    CheckpointError,
+    MetricsLog,
+    RunError,
+    _atomic_write,
+    read_metrics,
+    write_metrics_csv,
+)
+
 RUN_FORMAT = "dtrl-run/2"
 CKPT_FORMAT = "dtrl-checkpoint/2 (orbax)"
 _VERSIONED = ("dtrl-jax", "jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "numpy", "orbax-checkpoint")
-
-
-class RunError(Exception):
-    """A problem with a run folder a user can act on (the message is one line)."""
-
-
-class CheckpointError(RunError):
-    """A checkpoint that cannot be used: corrupt, or written for a different config."""
 
 
 def _agents() -> dict[str, type]:
@@ -279,27 +277,6 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:  # make a rename durable
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
-
-
 def _check_checkpoint_every(checkpoint_every, log_every) -> None:
     if checkpoint_every is not None and (checkpoint_every <= 0 or checkpoint_every % log_every):
         raise ValueError(f"checkpoint_every={checkpoint_every} must be a positive multiple of log_every={log_every}")
@@ -364,103 +341,6 @@ def check_extension(old: RunSpec, spec: RunSpec) -> None:
         raise RunError(f"an extended run keeps its {', '.join(changed)}; start a new run (--out) instead")
     if old.config.log_every != spec.config.log_every:
         raise RunError(f"an extended run keeps log_every={old.config.log_every} (the interval indices continue)")
-
-
-# ---------------------------------------------------------------------------------------- metrics
-def _metric_order(names) -> list[str]:
-    from dtrl_jax.train import METRIC_NAMES
-
-    names = list(names)
-    return [n for n in METRIC_NAMES if n in names] + sorted(set(names) - set(METRIC_NAMES))
-
-
-def _csv_lines(arrays: dict[str, np.ndarray], names: list[str], intervals) -> list[str]:
-    seeds = next(iter(arrays.values())).shape[0]
-    return [",".join([str(s), str(i)] + [repr(arrays[n][s, j].item()) for n in names])
-            for s in range(seeds) for j, i in enumerate(intervals)]
-
-
-def write_metrics_csv(path, metrics: dict[str, np.ndarray]) -> None:
-    """One row per (seed, interval); ``metrics`` leaves are ``[seeds, intervals]`` (atomic rewrite)."""
-    names = _metric_order(metrics)
-    arrays = {n: np.asarray(metrics[n]) for n in names}
-    intervals = range(arrays[names[0]].shape[1])
-    lines = [",".join(["seed", "interval", *names])] + _csv_lines(arrays, names, intervals)
-    _atomic_write(Path(path), ("\n".join(lines) + "\n").encode())
-
-
-def read_metrics(run_dir_or_csv) -> dict[str, np.ndarray]:
-    """Metrics of a run folder (or a metrics.csv) as ``{name: float64 [seeds, intervals]}``.
-
-    Tolerates a last line cut short by a crash (it is dropped).
-    """
-    path = Path(run_dir_or_csv)
-    if path.is_dir():
-        path = path / "metrics.csv"
-    if not path.is_file():
-        raise RunError(f"no metrics at {path} (has the run finished a logging interval?)")
-    with open(path, newline="") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        rows = [r for r in reader if header and len(r) == len(header)]
-    if not header or not rows:
-        raise RunError(f"{path} holds no rows")
-    try:
-        table = np.asarray(rows, dtype=np.float64)
-    except ValueError as err:
-        raise RunError(f"{path} is not a metrics table: {err}") from None
-    seed, interval = table[:, 0].astype(int), table[:, 1].astype(int)
-    out = {}
-    for j, name in enumerate(header[2:], start=2):
-        arr = np.full((seed.max() + 1, interval.max() + 1), np.nan)
-        arr[seed, interval] = table[:, j]
-        out[name] = arr
-    return out
-
-
-class MetricsLog:
-    """Per-interval sink: appends each logging interval's rows to ``metrics.csv`` as it finishes and
-    forwards the row to trackers (TensorBoard, W&B: ``dtrl_jax.tracking``) and a progress bar.
-
-    Used as ``make_train(on_interval=...)``'s target by :func:`train_run`; a crash therefore leaves every
-    finished interval on disk. At each checkpoint the file is rewritten from the checkpointed metrics
-    (``sync``), which also drops rows of intervals a resumed run will redo.
-    """
-
-    def __init__(self, path, seeds: int, log_every: int, sinks=(), *, write: bool = True):
-        self.path, self.seeds, self.log_every, self.write = Path(path), seeds, log_every, write
-        self.sinks = [s for s in sinks if s is not None]
-        self.names: list[str] | None = None
-        self.next_interval = 0
-        self._lock = threading.Lock()
-
-    def sync(self, metrics: dict[str, np.ndarray] | None) -> None:
-        if not self.write:
-            return
-        with self._lock:
-            if metrics:
-                write_metrics_csv(self.path, metrics)
-                self.names = _metric_order(metrics)
-                self.next_interval = next(iter(metrics.values())).shape[1]
-            else:
-                self.path.unlink(missing_ok=True)
-                self.names, self.next_interval = None, 0
-
-    def __call__(self, row) -> None:
-        arrays = {k: np.broadcast_to(np.asarray(v), (self.seeds,)).reshape(self.seeds, 1) for k, v in row.items()}
-        interval = int(np.max(arrays["physical_steps"])) // self.log_every - 1
-        with self._lock:
-            if self.write and interval >= self.next_interval:  # never write an interval twice
-                if self.names is None:
-                    self.names = _metric_order(arrays)
-                    header = ",".join(["seed", "interval", *self.names]) + "\n"
-                    self.path.write_text(header)
-                with open(self.path, "a") as fh:
-                    fh.write("\n".join(_csv_lines(arrays, self.names, [interval])) + "\n")
-                    fh.flush()
-                self.next_interval = interval + 1
-        for sink in self.sinks:
-            sink(row)
 
 
 # ------------------------------------------------------------------------------------ checkpoints
@@ -776,7 +656,7 @@ def train_run(
       warn: where warnings go (default ``warnings.warn``).
       command: the command line, recorded in config.json.
       plot: write ``curves.png`` at the end.
-      trackers: more per-interval sinks ``f(row)`` (``dtrl_jax.tracking``: TensorBoard, W&B).
+      trackers: more per-interval sinks ``f(row)`` (``dtrl_jax.experiment.tracking``: TensorBoard, W&B).
       status: a :class:`RunStatus` to fill in (e.g. to tell the user a run was already complete).
       compiling: a context-manager factory wrapped around building and compiling the programs
         (the CLI's "compiling ..." line); the time taken is ``status.compile_s``.
@@ -865,7 +745,7 @@ def train_run(
     finally:
         hook.target = None
     if metrics is not None and plot and primary:
-        from dtrl_jax.plotting import plot_runs
+        from dtrl_jax.experiment.plotting import plot_runs
 
         plot_runs([run_dir], run_dir / "curves.png")
     return metrics, runner

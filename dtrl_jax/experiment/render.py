@@ -26,7 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from dtrl_jax.evaluate import evaluate, policy_action
-from dtrl_jax.runs import RunError, RunSpec, latest_checkpoint, load_run
+from dtrl_jax.experiment.runs import RunError, RunSpec, latest_checkpoint, load_run
 from dtrl_jax.train import build_agent, inspect_env, make_train
 
 UAV_ENVS = ("MultiUAV-v0", "MultiUAVPartial-v0")

@@ -259,7 +259,7 @@ def _given(args, prefix: str) -> dict[str, Any]:
 def build_config(agent: str, args, base: dict[str, Any] | None = None):
     """The agent config from parsed flags over ``base`` (a config dict as in config.json, e.g. from
     ``--config FILE``); raises UsageError with the config's own message."""
-    from dtrl_jax.runs import config_from_dict
+    from dtrl_jax.experiment.runs import config_from_dict
 
     cls = _agent_classes()[agent]
     allowed = {f.name for f in dataclasses.fields(cls)}
@@ -344,7 +344,7 @@ def load_config_file(path) -> dict[str, Any]:
 
 def parse_env_params(env_id: str, items: list[str]) -> dict[str, Any]:
     """``["name=value", ...]`` -> typed overrides, typed by the env's default ``EnvParams``."""
-    from dtrl_jax.runs import default_env_params
+    from dtrl_jax.experiment.runs import default_env_params
 
     if not items:
         return {}
@@ -382,7 +382,7 @@ def parse_env_params(env_id: str, items: list[str]) -> dict[str, Any]:
 def _auto_agent(env_id: str, env_params: dict) -> str:
     from gymnax.environments import spaces
 
-    from dtrl_jax.runs import make_env
+    from dtrl_jax.experiment.runs import make_env
 
     env, params = make_env(env_id, env_params)
     return "ql" if isinstance(env.observation_space(params), spaces.Discrete) else "dqn"
@@ -408,7 +408,7 @@ _RESUME_FIXED = (("env", "ENV"), ("env_param", "--env-param"), ("seeds", "--seed
 
 def _new_spec(args):
     """The RunSpec of a new run: --config FILE (if given), then the flags on top."""
-    from dtrl_jax import runs
+    from dtrl_jax.experiment import runs
 
     base = load_config_file(args.config) if args.config else {"config": {}}
     env_id = args.env or base.get("env")
@@ -431,7 +431,7 @@ def _new_spec(args):
 
 def _resumed_spec(args):
     """The folder's RunSpec, with config flags applied on top (extending the run) when given."""
-    from dtrl_jax import runs
+    from dtrl_jax.experiment import runs
 
     fixed = [flag for name, flag in _RESUME_FIXED
              if (getattr(args, name) not in (None, [], "auto"))]
@@ -452,7 +452,7 @@ def cmd_train(args) -> int:
         raise UsageError(f"--keep-checkpoints={args.keep_checkpoints}: expected >= 1 (2 keeps a fallback)")
     if args.checkpoint_every is not None and args.checkpoint_every <= 0:
         raise UsageError(f"--checkpoint-every={args.checkpoint_every}: expected a positive number of physical steps")
-    from dtrl_jax import tracking
+    from dtrl_jax.experiment import tracking
 
     try:
         loggers = tracking.parse_backends(args.log) if args.log else ()
@@ -461,9 +461,9 @@ def cmd_train(args) -> int:
 
     import jax
 
-    from dtrl_jax import runs
+    from dtrl_jax.experiment import runs
     from dtrl_jax.memory import check_fits, describe, estimate_memory
-    from dtrl_jax.progress import GracefulStop, ProgressBar, Stopped, Ticker
+    from dtrl_jax.experiment.progress import GracefulStop, ProgressBar, Stopped, Ticker
     from dtrl_jax.train import make_train
 
     extending = False
@@ -572,7 +572,7 @@ def cmd_eval(args) -> int:
     import jax
     import numpy as np
 
-    from dtrl_jax import render
+    from dtrl_jax.experiment import render
 
     if args.episodes < 1:
         raise UsageError(f"--episodes={args.episodes}: expected >= 1")
@@ -616,7 +616,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from dtrl_jax.plotting import plot_results, plot_runs
+    from dtrl_jax.experiment.plotting import plot_results, plot_runs
 
     if args.label and len(args.label) != len(args.run_dirs):
         raise UsageError(f"got {len(args.label)} --label for {len(args.run_dirs)} run folders")
@@ -833,7 +833,7 @@ def build_parser(config_flags: bool = True) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``dtrl`` script; returns the exit status (0 ok, 1 run error, 2 usage)."""
-    from dtrl_jax.runs import RunError
+    from dtrl_jax.experiment.runs import RunError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import dtrl_jax as dt
-from dtrl_jax import cli, runs, tracking
-from dtrl_jax.cli import main
+from dtrl_jax.experiment import cli, runs, tracking
+from dtrl_jax.experiment.cli import main
 from tests.helpers import CHAIN_ID, TINY_CLI_RUN, chain_env_registered
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 AP = "AccessPointSelection-v0"
 CHAIN, TINY = CHAIN_ID, TINY_CLI_RUN
 
@@ -120,7 +120,7 @@ def test_envs_gymnax_lists_only_trainable_ids(capsys):
 
 
 def test_startup_does_not_import_jax():
-    code = ("import sys, io, contextlib; from dtrl_jax.cli import main\n"
+    code = ("import sys, io, contextlib; from dtrl_jax.experiment.cli import main\n"
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             "    main(['--help']); main(['envs']); main(['bench'])\n"
             "print('jax' in sys.modules, 'flax' in sys.modules)")
@@ -250,7 +250,7 @@ def test_wandb_sink_logs_rows(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------ plots / final line
 def test_plot_draws_the_greedy_curve_when_present(tmp_path):
-    from dtrl_jax.plotting import plot_runs
+    from dtrl_jax.experiment.plotting import plot_runs
 
     run = tmp_path / "run"
     run.mkdir()
@@ -295,7 +295,7 @@ def test_render_ap_selection_and_edge_gantt(tmp_path, capsys, env_id, env_params
     assert main(["eval", str(run), "--episodes", "1", "--render"]) == 0
     assert Image.open(run / picture).size[0] > 100
     if env_id.startswith("Edge"):
-        from dtrl_jax import render
+        from dtrl_jax.experiment import render
 
         saved = render.load_agent(run)
         sched = render.schedule(saved, jax.random.key(0))

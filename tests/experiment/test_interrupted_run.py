@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dtrl_jax import runs
+from dtrl_jax.experiment import runs
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 STEPS, LOG_EVERY = 300_000, 10_000  # 30 intervals, one checkpoint each: the kill lands mid-run
 ARGS = ["train", "AccessPointSelection-v0", "--agent", "ql", "--total-timesteps", str(STEPS),
         "--log-every", str(LOG_EVERY), "--checkpoint-every", str(LOG_EVERY), "--epsilon-decay-steps", "100000",
@@ -28,7 +28,7 @@ INTERVALS = STEPS // LOG_EVERY
 
 
 def _cli(*args, **kw):
-    return subprocess.Popen([sys.executable, "-m", "dtrl_jax.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
+    return subprocess.Popen([sys.executable, "-m", "dtrl_jax.experiment.cli", *args], cwd=ROOT, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, **kw)
 
 

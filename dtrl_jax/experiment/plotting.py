@@ -6,7 +6,7 @@ the training return (behaviour policy, exploration included) dashed.
 Works on metrics as ``train`` returns them under ``vmap`` (``{name: [seeds, intervals]}``), on
 a single run's metrics (``[intervals]``), or on run folders (``metrics.csv``)::
 
-    from dtrl_jax import plotting
+    from dtrl_jax.experiment import plotting
     fig, ax = plt.subplots()
     plotting.plot_metrics(ax, out.metrics, label="DT n=5")          # out = jax.vmap(train)(keys)
     plotting.plot_runs(["runs/a", "runs/b"], "compare.png")          # what `dtrl plot` does
@@ -114,7 +114,7 @@ def plot_runs(
     """
     from matplotlib.figure import Figure
 
-    from dtrl_jax.runs import read_metrics
+    from dtrl_jax.experiment.records import read_metrics
 
     if labels is not None and len(labels) != len(run_dirs):
         raise ValueError(f"got {len(labels)} labels for {len(run_dirs)} runs")

@@ -1,6 +1,6 @@
 """A one-minute demo: physical Q-learning vs DT-enhanced Q-learning on the default environment.
 
-Run ``python -m dtrl_jax.demo``. It trains tabular Q-learning on ``AccessPointSelection-v0`` with
+Run ``python -m dtrl_jax.experiment.demo``. It trains tabular Q-learning on ``AccessPointSelection-v0`` with
 the twin off and with 5 simultaneous action trials (a full sweep of the 5 access points), 4 seeds
 each as one ``vmap``, and prints the **greedy** return (``eval_return``: 16 greedy episodes per seed
 on fresh physical envs at each logging point, mean +- std over seeds) against physical episodes,

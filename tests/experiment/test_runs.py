@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import dtrl_jax as dt
-from dtrl_jax import runs
-from dtrl_jax.cli import main
+from dtrl_jax.experiment import runs
+from dtrl_jax.experiment.cli import main
 from dtrl_jax.envs import register, registered_envs
 from tests.helpers import Chain, ChainParams, tree_equal
 
