@@ -389,6 +389,41 @@ def run_mode(args: argparse.Namespace) -> str:
     return "default"
 
 
+def add_study_args(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """:func:`add_common_args` plus the twin studies' ``--tiny`` (smoke-test size) and ``--seed``."""
+    add_common_args(parser)
+    parser.add_argument("--tiny", action="store_true", help="smoke-test size (seconds of compute, nothing learned)")
+    parser.add_argument("--seed", type=int, default=0, help="root key of the study (default 0)")
+    return parser
+
+
+def study_mode(args: argparse.Namespace) -> str:
+    """``"tiny"`` with ``--tiny``, else :func:`run_mode`."""
+    return "tiny" if getattr(args, "tiny", False) else run_mode(args)
+
+
+def override(settings: dict[str, Any], args: argparse.Namespace, fields: Sequence[str]) -> dict[str, Any]:
+    """``settings`` with each of ``fields`` given on the command line (an int >= 1) put in its place."""
+    out = dict(settings)
+    for field in fields:
+        value = getattr(args, field)
+        if value is not None:
+            if value < 1:
+                raise SystemExit(f"--{field.replace('_', '-')} must be >= 1, got {value}")
+            out[field] = value
+    return out
+
+
+def subset(text: str | None, allowed: Sequence[str], flag: str) -> list[str] | None:
+    """A comma-separated subset of ``allowed`` from a ``--flag`` (None when not given); exits on a bad name."""
+    if text is None:
+        return None
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    if not names or set(names) - set(allowed):
+        raise SystemExit(f"--{flag}={text!r}: expected a comma-separated subset of {','.join(allowed)}")
+    return names
+
+
 def format_rate(x: float) -> str:
     """Format a rate such as steps/s compactly: ``9.1M``, ``512k``, ``37.5``; ``-`` for missing."""
     if x is None or not math.isfinite(x):
@@ -411,6 +446,11 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     lines = [fmt(cells[0]), "  ".join("-" * w for w in widths)]
     lines += [fmt(r) for r in cells[1:]]
     return "\n".join(lines)
+
+
+def fmt1(x: float | None) -> str:
+    """A number with one decimal, ``nan`` for None / NaN (for the conclusions scripts print)."""
+    return "nan" if x is None or not math.isfinite(x) else f"{x:.1f}"
 
 
 def log(msg: str) -> None:

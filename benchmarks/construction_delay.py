@@ -11,9 +11,10 @@ of ONE compiled program (``ready_after``, ``build_steps`` and ``build_noise_std`
   (``build_steps = T_build``), so the twin starts with noise ``sigma0 * (1 - t0 / T_build)``
   (metres on the vehicle position, m/s on its speed) and is exact from ``T_build`` on.
 
-Reported per arm: final physical return, mean return over the run, and physical steps until the
-3-interval running mean reaches a target (the physical-only agent's final return, and a higher
-one: the mean of the perfect twin's final return and the physical-only one).
+Reported per arm (``summary["points"]``, per seed; harness schema): final physical return (mean of the
+last quarter of the run), mean return over the run, and physical steps until the 3-interval running
+mean reaches a target (the physical-only agent's final return, and a higher one: the mean of the
+perfect twin's final return and the physical-only one). ``curves["return"]``: return vs physical steps.
 
     python -m benchmarks.construction_delay [--quick|--full] [--device cpu|gpu] [--out DIR]
 """
@@ -21,7 +22,6 @@ one: the mean of the perfect twin's final return and the physical-only one).
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -30,44 +30,47 @@ import jax
 import numpy as np
 
 import dtrl_jax as dt
-from benchmarks import _common
-from benchmarks.twin_noise import NEVER, Arm, broadcast_params, fmt, run_arms, steps_to_target, summarize
-from dtrl_jax import population as pop
+from benchmarks import _common, harness
+from benchmarks.harness import NEVER, Arm
+from dtrl_jax.twin import stack_params
 
 NAME = "construction_delay"
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "tiny": dict(seeds=1, envs=4, log_every=400, budget=3, decay=400, wait=[0, 800], builds=[800], starts=[0.0],
-                 sigmas=[300.0]),
-    "quick": dict(seeds=4, envs=16, log_every=4_000, budget=16, decay=16_000, wait=[0, 16_000, 32_000],
-                  builds=[32_000], starts=[0.0, 0.5], sigmas=[300.0, 3000.0]),
-    "default": dict(seeds=4, envs=16, log_every=8_000, budget=20, decay=20_000,
-                    wait=[0, 8_000, 16_000, 32_000, 64_000], builds=[16_000, 64_000], starts=[0.0, 0.25, 0.5],
-                    sigmas=[300.0, 3000.0]),
-    "full": dict(seeds=8, envs=16, log_every=8_000, budget=40, decay=20_000,
-                 wait=[0, 8_000, 16_000, 32_000, 64_000, 128_000], builds=[16_000, 64_000, 128_000],
-                 starts=[0.0, 0.125, 0.25, 0.5, 0.75], sigmas=[100.0, 300.0, 1000.0, 3000.0]),
+    "tiny": {"seeds": 1, "envs": 4, "log_every": 400, "budget": 3, "decay": 400, "wait": [0, 800], "builds": [800], "starts": [0.0],
+                 "sigmas": [300.0]},
+    "quick": {"seeds": 4, "envs": 16, "log_every": 4_000, "budget": 16, "decay": 16_000, "wait": [0, 16_000, 32_000],
+                  "builds": [32_000], "starts": [0.0, 0.5], "sigmas": [300.0, 3000.0]},
+    "default": {"seeds": 4, "envs": 16, "log_every": 8_000, "budget": 20, "decay": 20_000,
+                    "wait": [0, 8_000, 16_000, 32_000, 64_000], "builds": [16_000, 64_000], "starts": [0.0, 0.25, 0.5],
+                    "sigmas": [300.0, 3000.0]},
+    "full": {"seeds": 8, "envs": 16, "log_every": 8_000, "budget": 40, "decay": 20_000,
+                 "wait": [0, 8_000, 16_000, 32_000, 64_000, 128_000], "builds": [16_000, 64_000, 128_000],
+                 "starts": [0.0, 0.125, 0.25, 0.5, 0.75], "sigmas": [100.0, 300.0, 1000.0, 3000.0]},
 }
 
 
 def make_arms(base, params, st) -> list[Arm]:
-    exact = broadcast_params(params, base.twin.num_domains)
+    exact = stack_params([params] * base.twin.num_domains)
     tw = base.twin
-    arms = [Arm("physical only", "physical", 0.0, base.replace(twin=tw.replace(ready_after=NEVER)), exact)]
+    arms = [Arm("physical only", base.replace(twin=tw.replace(ready_after=NEVER)), exact,
+                info={"kind": "physical", "level": 0.0})]
     for w in st["wait"]:
-        arms.append(Arm(f"wait: perfect twin from {w}", "wait", float(w),
-                        base.replace(twin=tw.replace(ready_after=int(w))), exact))
+        arms.append(Arm(f"wait: perfect twin from {w}", base.replace(twin=tw.replace(ready_after=int(w))), exact,
+                        info={"kind": "wait", "level": float(w)}))
     for build in st["builds"]:
         for frac in st["starts"]:
             for sigma in st["sigmas"]:
-                t0 = int(round(frac * build))
+                t0 = round(frac * build)
                 cfg = base.replace(twin=tw.replace(ready_after=t0, build_steps=int(build), build_noise_std=sigma))
-                arms.append(Arm(f"early: start {t0} on twin built by {build}, sigma0 {sigma:g}", "early", float(t0),
-                                cfg, exact, info=dict(build=int(build), sigma0=float(sigma), start=t0)))
+                arms.append(Arm(f"early: start {t0} on twin built by {build}, sigma0 {sigma:g}", cfg, exact,
+                                info={"kind": "early", "level": float(t0), "build": int(build),
+                                      "sigma0": float(sigma), "start": t0}))
     return arms
 
 
-def run(st: dict, key, log=_common.log) -> dict:
+def run(st: dict, key) -> tuple[dict, dict, dict]:
+    """All arms x seeds in one program; the config, summary and curves of the study."""
     env, params = dt.make("AccessPointSelection-v0")
     le, budget = st["log_every"], st["budget"]
     base = dt.QLearningConfig(
@@ -76,142 +79,139 @@ def run(st: dict, key, log=_common.log) -> dict:
         twin=dt.TwinConfig(num_domains=5, action_trials=5),
     )
     arms = make_arms(base, params, st)
-    log(f"AccessPointSelection-v0, DT-QL n=5: {len(arms)} arms x {st['seeds']} seeds")
-    m = run_arms(env, params, pop.Member("ap", base), arms, seeds=st["seeds"], phases=[budget], chunk=budget, key=key,
-                 log=log)
-    tail = max(1, budget // 4)
-    points = [summarize(a, m, i, budget, le, tail) for i, a in enumerate(arms)]
-    steps = le * np.arange(1, budget + 1)
-    phys = points[0]["final_return_mean"]
-    perfect = next(p for p in points if p["kind"] == "wait" and p["level"] == 0)["final_return_mean"]
+    _common.log(f"AccessPointSelection-v0, DT-QL n=5: {len(arms)} arms x {st['seeds']} seeds")
+    t0 = time.perf_counter()
+    runs = harness.run_phased(arms, env, params, seeds=st["seeds"], phases=[budget], key=key)
+    wall = time.perf_counter() - t0
+    points = {a.name: {**a.info, **harness.returns_summary(runs[a.name])} for a in arms}
+    phys = points["physical only"]["final_return"]["mean"]
+    perfect = next(p for p in points.values() if p["kind"] == "wait" and p["level"] == 0)["final_return"]["mean"]
     targets = {"physical_final": phys, "midway": 0.5 * (phys + perfect)}
-    for i, (a, p) in enumerate(zip(arms, points)):
+    steps = le * np.arange(1, budget + 1)
+    for a in arms:
         for name, target in targets.items():
-            hit = steps_to_target(m["episode_return"][i], steps, target)
-            p[f"steps_to_{name}"] = float(np.nanmean(hit)) if np.any(np.isfinite(hit)) else None
-            p[f"reached_{name}"] = float(np.mean(np.isfinite(hit)))
-    return dict(env="AccessPointSelection-v0", agent="DT-QL, action_trials=5, num_domains=5", log_every=le,
-                seeds=st["seeds"],
-                physical_budget=budget * le, targets=targets, wall_s=m["wall_s"], points=points)
+            hit = harness.reach_steps(steps, runs[a.name]["episode_return"], target, smooth=3)
+            points[a.name][f"steps_to_{name}"] = harness.per_seed(hit)
+            points[a.name][f"reached_{name}"] = float(np.mean(np.isfinite(hit)))
+    config = {"env": "AccessPointSelection-v0", "agent": "DT-QL, action_trials=5, num_domains=5",
+              "num_states": int(env.num_states(params)), "log_every": le, "physical_budget": budget * le,
+              "wall_s": wall, "twin_replay": "tabular: each twin transition is one Q update when made (no replay)"}
+    summary = {"targets": targets, "points": points}
+    curves = {"return": harness.panel(runs, y="episode_return", x="physical_steps", ylabel="mean physical episode return")}
+    return config, summary, curves
 
 
 def _diff(a: dict, b: dict, seeds: int) -> int:
     """+1 / -1 when ``a``'s mean return over the run is 2 standard errors above / below ``b``'s, else 0."""
-    se = np.sqrt((a["mean_return_std"] ** 2 + b["mean_return_std"] ** 2) / max(seeds, 1))
-    d = a["mean_return_mean"] - b["mean_return_mean"]
+    se = np.sqrt((a["mean_return"]["std"] ** 2 + b["mean_return"]["std"] ** 2) / max(seeds, 1))
+    d = a["mean_return"]["mean"] - b["mean_return"]["mean"]
     return int(np.sign(d)) if abs(d) > 2 * se else 0
 
 
-def conclusion(res: dict) -> str:
-    pts = res["points"]
-    phys = pts[0]
-    waits = sorted([p for p in pts if p["kind"] == "wait"], key=lambda p: p["level"])
+def conclusion(summary: dict, seeds: int) -> str:
+    fmt = _common.fmt1
+    pts = summary["points"]
+    phys = pts["physical only"]
+    waits = sorted([p for p in pts.values() if p["kind"] == "wait"], key=lambda p: p["level"])
 
     def s2t(p):
-        v = p.get("steps_to_midway")
-        return "never" if v is None else f"{v:.0f}"
+        v = p["steps_to_midway"]["mean"]
+        return "never" if not np.isfinite(v) else f"{v:.0f}"
 
-    parts = [f"physical only: final {fmt(phys['final_return_mean'])}, mean over run {fmt(phys['mean_return_mean'])}"]
+    def fm(p):
+        return f"{fmt(p['final_return']['mean'])} / {fmt(p['mean_return']['mean'])} / {s2t(p)}"
+
+    parts = [f"physical only: final {fmt(phys['final_return']['mean'])}, mean over run {fmt(phys['mean_return']['mean'])}"]
     parts.append("wait for a perfect twin (ready_after: final / mean over run / steps to midway target "
-                 f"{res['targets']['midway']:.1f}): " + ", ".join(
-                     f"{p['level']:.0f}: {fmt(p['final_return_mean'])} / {fmt(p['mean_return_mean'])} / {s2t(p)}"
-                     for p in waits))
-    for build in sorted({p["build"] for p in pts if p["kind"] == "early"}):
+                 f"{summary['targets']['midway']:.1f}): " + ", ".join(f"{p['level']:.0f}: {fm(p)}" for p in waits))
+    for build in sorted({p["build"] for p in pts.values() if p["kind"] == "early"}):
         wait = next((p for p in waits if p["level"] == build), None)
-        early = [p for p in pts if p["kind"] == "early" and p["build"] == build]
-        txt = ", ".join(f"start {p['start']} sigma0 {p['sigma0']:g}: {fmt(p['final_return_mean'])} / "
-                        f"{fmt(p['mean_return_mean'])} / {s2t(p)}" for p in early)
-        ref = (f" vs waiting {fmt(wait['final_return_mean'])} / {fmt(wait['mean_return_mean'])} / {s2t(wait)}"
-               if wait else "")
+        early = [p for p in pts.values() if p["kind"] == "early" and p["build"] == build]
+        txt = ", ".join(f"start {p['start']} sigma0 {p['sigma0']:g}: {fm(p)}" for p in early)
+        ref = f" vs waiting {fm(wait)}" if wait else ""
         verdict = ""
         if wait:
-            pays = [p for p in early if _diff(p, wait, res["seeds"]) > 0]
-            hurts = [p for p in early if _diff(p, wait, res["seeds"]) < 0]
-            show = lambda ps: ", ".join(f"(start {p['start']}, sigma0 {p['sigma0']:g})" for p in ps) or "none"  # noqa: E731
+            def show(ps):
+                return ", ".join(f"(start {p['start']}, sigma0 {p['sigma0']:g})" for p in ps) or "none"
+
+            pays = [p for p in early if _diff(p, wait, seeds) > 0]
+            hurts = [p for p in early if _diff(p, wait, seeds) < 0]
             verdict = (f" -> mean return over the run significantly above waiting (2 standard errors) for "
                        f"{show(pays)}; below for {show(hurts)}")
         parts.append(f"twin built by {build}: {txt}{ref}{verdict}")
     return "; ".join(parts)
 
 
-def plot(res: dict, path) -> None:
+def plot(doc: dict, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    pts = res["points"]
+    summary = doc["summary"]
+    pts = summary["points"]
     fig, axes = plt.subplots(1, 3, figsize=(18, 5))
-    phys = pts[0]
-    waits = sorted([p for p in pts if p["kind"] == "wait"], key=lambda p: p["level"])
+    phys = pts["physical only"]
+    waits = sorted([p for p in pts.values() if p["kind"] == "wait"], key=lambda p: p["level"])
     ax = axes[0]
-    ax.errorbar([p["level"] for p in waits], [p["final_return_mean"] for p in waits],
-                [p["final_return_std"] for p in waits], marker="o", capsize=3, label="final return (wait)")
-    ax.plot([p["level"] for p in waits], [p["mean_return_mean"] for p in waits], marker="s",
+    ax.errorbar([p["level"] for p in waits], [p["final_return"]["mean"] for p in waits],
+                [p["final_return"]["std"] for p in waits], marker="o", capsize=3, label="final return (wait)")
+    ax.plot([p["level"] for p in waits], [p["mean_return"]["mean"] for p in waits], marker="s",
             label="mean return over run (wait)")
-    ax.axhline(phys["final_return_mean"], color="k", ls="--", label="physical only, final")
-    ax.axhline(phys["mean_return_mean"], color="gray", ls=":", label="physical only, mean over run")
+    ax.axhline(phys["final_return"]["mean"], color="k", ls="--", label="physical only, final")
+    ax.axhline(phys["mean_return"]["mean"], color="gray", ls=":", label="physical only, mean over run")
     ax.set_xlabel("ready_after (physical steps)")
     ax.set_ylabel("physical episode return")
     ax.legend(fontsize=7)
     ax.set_title("perfect twin ready after a delay")
     ax = axes[1]
-    vals = [(p["steps_to_midway"] if p["steps_to_midway"] is not None else np.nan) for p in waits]
-    ax.plot([p["level"] for p in waits], vals, marker="o", label="wait")
-    for build in sorted({p["build"] for p in pts if p["kind"] == "early"}):
-        for sigma in sorted({p["sigma0"] for p in pts if p["kind"] == "early"}):
-            sel = sorted([p for p in pts if p["kind"] == "early" and p["build"] == build and p["sigma0"] == sigma],
-                         key=lambda p: p["start"])
-            ax.plot([p["start"] for p in sel],
-                    [(p["steps_to_midway"] if p["steps_to_midway"] is not None else np.nan) for p in sel],
-                    marker="^", ls="--", label=f"early, built by {build}, sigma0 {sigma:g}")
-    if phys["steps_to_midway"] is not None:
-        ax.axhline(phys["steps_to_midway"], color="k", ls="--", label="physical only")
+    ax.plot([p["level"] for p in waits], [p["steps_to_midway"]["mean"] for p in waits], marker="o", label="wait")
+    early = [p for p in pts.values() if p["kind"] == "early"]
+    for build in sorted({p["build"] for p in early}):
+        for sigma in sorted({p["sigma0"] for p in early}):
+            sel = sorted([p for p in early if p["build"] == build and p["sigma0"] == sigma], key=lambda p: p["start"])
+            ax.plot([p["start"] for p in sel], [p["steps_to_midway"]["mean"] for p in sel], marker="^", ls="--",
+                    label=f"early, built by {build}, sigma0 {sigma:g}")
+    if np.isfinite(phys["steps_to_midway"]["mean"]):
+        ax.axhline(phys["steps_to_midway"]["mean"], color="k", ls="--", label="physical only")
     ax.set_xlabel("twin switched on at (physical steps)")
-    ax.set_ylabel(f"physical steps to return {res['targets']['midway']:.1f}")
+    ax.set_ylabel(f"physical steps to return {summary['targets']['midway']:.1f}")
     ax.legend(fontsize=6)
-    ax = axes[2]
-    for p in [phys] + waits[:1] + waits[-1:] + [p for p in pts if p["kind"] == "early"][:4]:
-        c = p["curve"]
-        ax.plot(c["physical_steps"], c["mean"], label=p["label"], lw=1.3)
-    ax.set_xlabel("physical steps")
-    ax.set_ylabel("mean physical episode return")
-    ax.legend(fontsize=6)
+    names = list(pts)
+    shown = [names[0]] + [n for n in names if pts[n]["kind"] == "wait"][:1] + \
+        [n for n in names if pts[n]["kind"] == "wait"][-1:] + [n for n in names if pts[n]["kind"] == "early"][:4]
+    panel = doc["curves"]["return"]
+    harness.draw_panel(axes[2], {**panel, "series": {n: panel["series"][n] for n in shown}}, band=False)
+    axes[2].legend(fontsize=6)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _common.add_common_args(parser)
-    parser.add_argument("--tiny", action="store_true", help="smoke-test size (seconds of compute, nothing learned)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = _common.add_study_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     parser.add_argument("--replot", action="store_true",
                         help="recompute the conclusion and PNG from the existing JSON (no training)")
     args = parser.parse_args(argv)
     if args.replot:
         path = _common.results_dir(args.out) / f"{NAME}.json"
-        doc = json.loads(path.read_text())
-        doc["ap"].setdefault("seeds", doc["config"]["seeds"])
-        doc["conclusion"] = conclusion(doc["ap"])
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-        plot(doc["ap"], path.with_suffix(".png"))
-        _common.log(doc["conclusion"])
+        doc = harness.load(path)
+        doc["summary"]["conclusion"] = conclusion(doc["summary"], doc["config"]["seeds"])
+        _common.write_json(NAME, doc, args.out)
+        plot(doc, path.with_suffix(".png"))
+        _common.log(doc["summary"]["conclusion"])
         return doc
-    mode = "tiny" if args.tiny else _common.run_mode(args)
+    mode = _common.study_mode(args)
     st = dict(SETTINGS[mode])
     device = _common.select_device(args.device)
-    t0 = time.perf_counter()
     with jax.default_device(device):
-        res = run(st, jax.random.key(args.seed))
-    doc = {"config": {"mode": mode, "device": _common.describe_device(device), **st}, "ap": res,
-           "wall_s": time.perf_counter() - t0}
-    doc["conclusion"] = conclusion(res)
-    _common.log(doc["conclusion"])
-    path = _common.write_json(NAME, doc, args.out)
-    plot(res, path.with_suffix(".png"))
-    _common.log(f"wrote {path} and {path.with_suffix('.png')} ({doc['wall_s']:.0f} s)")
+        case, summary, curves = run(st, jax.random.key(args.seed))
+    config = {"device": _common.describe_device(device), "seed": args.seed, **st, **case}
+    summary["conclusion"] = conclusion(summary, st["seeds"])
+    _common.log(summary["conclusion"])
+    doc = {"config": config, "summary": summary, "curves": curves}
+    harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
+                  plot=lambda png: plot(doc, png))
     return doc
 
 

@@ -27,6 +27,15 @@ metrics named in ``keep`` leave the compiled program (never the replay buffers).
 
 Curves are summaries (mean and std over seeds at each logging point); anything recomputable from
 them is not stored. JSON is written compactly (``_common.compact_json``: one line per curve).
+
+**Also here.** ``run_arms(final_eval=E)``: the final agent's greedy policy on E fresh physical episodes
+per seed (``runs[arm]["_final_eval"]``). ``run_phased``: arms whose physical or twin params change
+between phases (pre-training on a twin, a scenario change), all rows of one program, with
+``physical_part`` to compare them at the same physical budget. Per-seed figures: ``per_seed``
+(``{"mean", "std", "per_seed"}``), ``paired`` (arm minus control on the same seeds), ``window_rate``,
+``final_training_return``, ``returns_summary``, ``reach_steps``. Sectioned files (one section per
+agent or scenario, run separately and merged): ``write_sections`` / ``merge_sections``, each section's
+config ``stamped`` with its own provenance.
 """
 
 from __future__ import annotations
@@ -50,6 +59,12 @@ from dtrl_jax import convergence
 
 SCHEMA = "dtrl-bench/1"
 
+#: ``fold_in(key, EVAL_STREAM)`` roots the final evaluation's keys (far from any ``split(key, seeds)`` index).
+EVAL_STREAM = 2**31 - 1
+
+#: ``TwinConfig.ready_after`` beyond any run: the twin never switches on, the program is plain physical RL.
+NEVER = 2**30
+
 #: Metrics kept by default (small: one row per logging interval).
 DEFAULT_METRICS = ("physical_steps", "physical_episodes", "episode_return", "episodes_finished", "eval_return",
                    "eval_length", "epsilon", "updates", "twin_transitions", "violations")
@@ -63,11 +78,26 @@ class Arm:
       name: unique label of the arm.
       config: a ``QLearningConfig`` or ``DQNConfig``.
       twin_params: optional per-domain ``EnvParams`` stack for ``make_train(twin_params=...)``.
+      phase_params: for :func:`run_phased`: the physical ``EnvParams`` of each phase (None or
+        missing = the env params given to it): a scenario change, or a twin's params used as if
+        physical for pre-training.
+      phase_twin: for :func:`run_phased`: the twin params of each phase (None or missing = ``twin_params``).
+      physical_from: for :func:`run_phased`: the first interval whose steps count as physical
+        (pre-training before it); at a phase boundary > 0 the arm's step counter restarts there
+        (a fresh epsilon schedule, ``learning_starts`` and ``ready_after``).
+      per_seed_phases: ``phase_params``/``phase_twin`` entries carry a leading ``[seeds]`` axis
+        (e.g. a different new scenario per seed).
+      info: JSON metadata of the arm (its kind, noise level, ...), copied into summaries by scripts.
     """
 
     name: str
     config: Any
     twin_params: Any = None
+    phase_params: tuple = ()
+    phase_twin: tuple = ()
+    physical_from: int = 0
+    per_seed_phases: bool = False
+    info: dict = dataclasses.field(default_factory=dict)
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -124,9 +154,27 @@ def _reporter(label: str, num_intervals: int) -> Callable[[Any], None]:
     return report
 
 
+def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) -> Callable:
+    """``one(config, twin_params, key, eval_key) -> kept metrics`` of one arm and seed (jittable)."""
+
+    def one(cfg, tp, k, k_eval):
+        # make_train runs under the trace (configs are stacked arguments); its set-up on concrete values
+        # (spaces, shapes: e.g. GlobalObservation.observation_space) must still evaluate eagerly.
+        with jax.ensure_compile_time_eval():
+            train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
+        res = train(k)
+        kept = {n: res.metrics[n] for n in keep if n in res.metrics}
+        if final_eval:
+            ev = dt.evaluate(k_eval, train.agent, res.runner_state.agent_state, train.env, train.env_params, final_eval)
+            kept["_final_eval"] = {"return": ev.returns, "length": ev.lengths, "violations": ev.violations}
+        return kept
+
+    return one
+
+
 def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array | None = None,
              device: jax.Device | None = None, keep: Sequence[str] = DEFAULT_METRICS,
-             progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+             final_eval: int = 0, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
     """Train every arm on ``seeds`` seeds; one compiled program per static group of arms.
 
     Args:
@@ -136,18 +184,28 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
       key: root key (default ``jax.random.key(0)``); seed keys are ``split(key, seeds)``.
       device: where to run (default: JAX's default device).
       keep: metrics to bring back (others never leave the program).
+      final_eval: greedy episodes per seed of the *final* agent on fresh physical episodes
+        (``dtrl_jax.evaluate``: argmax Q, random ties, no shield, the env as the agent sees it, i.e.
+        wrapped when ``share_global_obs``); 0 = none. Its keys are
+        ``split(fold_in(key, EVAL_STREAM), seeds)``, a stream apart from the training keys.
       progress: print progress lines while it runs.
     Returns:
       ``{arm name: {metric: float64/int array [seeds, intervals]}}`` plus ``"_timing"`` per arm
-      (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict.
+      (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict, and with
+      ``final_eval`` the episodes under ``runs[name]["_final_eval"]``: ``{"return", "length",
+      "violations"}``, each ``[seeds, final_eval]``.
     """
     names = [a.name for a in arms]
     if len(set(names)) != len(names):
         raise ValueError(f"run_arms: arm names must be unique, got {names}")
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ValueError(f"run_arms: seeds={seeds!r}; expected an int >= 1")
+    if isinstance(final_eval, bool) or not isinstance(final_eval, int) or final_eval < 0:
+        raise ValueError(f"run_arms: final_eval={final_eval!r}; expected an int >= 0")
     device = device or jax.devices()[0]
-    keys = jax.device_put(jax.random.split(jax.random.key(0) if key is None else key, seeds), device)
+    root = jax.random.key(0) if key is None else key
+    keys = jax.device_put(jax.random.split(root, seeds), device)
+    eval_keys = jax.device_put(jax.random.split(jax.random.fold_in(root, EVAL_STREAM), seeds), device)
     out: dict[str, dict[str, Any]] = {}
     for group in group_arms(arms):
         members = [arms[i] for i in group]
@@ -157,24 +215,104 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         configs = _stack([a.config for a in members])
         tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
 
-        def one(cfg, tp, k):
-            train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
-            metrics = train(k).metrics
-            return {n: metrics[n] for n in keep if n in metrics}
-
-        fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0)), in_axes=(0, 0 if tparams is not None else None, None))
+        one = _program(env, env_params, keep, final_eval, reporter)
+        fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0, 0)),
+                      in_axes=(0, 0 if tparams is not None else None, None, None))
         with jax.default_device(device):
             t0 = time.perf_counter()
-            compiled = jax.jit(fn).lower(configs, tparams, keys).compile()
+            compiled = jax.jit(fn).lower(configs, tparams, keys, eval_keys).compile()
             t1 = time.perf_counter()
             if progress:
                 _common.log(f"  [{label}] compiled in {t1 - t0:.1f}s; {len(members)} arm(s) x {seeds} seed(s)")
-            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(configs, tparams, keys)))
+            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(configs, tparams, keys, eval_keys)))
             t2 = time.perf_counter()
         for j, arm in enumerate(members):
-            out[arm.name] = {n: v[j] for n, v in result.items()}
+            out[arm.name] = jax.tree.map(lambda v, j=j: v[j], result)
             out[arm.name]["_timing"] = {"compile_s": t1 - t0, "run_s": t2 - t1, "group": label}
     return {name: out[name] for name in names}
+
+
+def run_phased(arms: Sequence[Arm], env, env_params, *, seeds: int, phases: Sequence[int], chunk: int | None = None,
+               key: jax.Array | None = None, device: jax.Device | None = None, with_twin_params: bool = True,
+               progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+    """Train arms x seeds whose physical (and twin) params change between phases: ONE compiled program.
+
+    Every (arm, seed) is a row of ``dtrl_jax.population.ScenarioTrainer``: configs, physical params
+    and twin params are arguments, so pre-training on a twin as if physical, a physical scenario
+    change, or redrawn twin scenarios all run in the same program, ``chunk`` intervals per call.
+    The arms must share one program structure (:func:`group_arms` gives one group). Seed keys are
+    ``split(key, seeds)``, the same for every arm (common random numbers), as in :func:`run_arms`.
+
+    Args:
+      phases: interval counts of the phases (their sum = the configs' ``num_intervals``).
+      chunk: intervals per compiled call (default: the gcd of the phases).
+      with_twin_params: pass ``twin_params`` (needs configs with a twin).
+    Returns:
+      ``{arm name: {metric: [seeds, intervals]}}`` with ``"_timing"`` (``run_s`` of the whole program).
+    """
+    from dtrl_jax import population as pop
+    from dtrl_jax.twin import stack_params
+
+    names = [a.name for a in arms]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run_phased: arm names must be unique, got {names}")
+    if len(group_arms(arms)) != 1:
+        raise ValueError(f"run_phased: the arms must share one program structure; groups {group_arms(arms)}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"run_phased: seeds={seeds!r}; expected an int >= 1")
+    chunk = int(np.gcd.reduce(np.asarray(phases, np.int64))) if chunk is None else chunk
+    seed_keys = jax.random.split(jax.random.key(0) if key is None else key, seeds)
+
+    def pick(stack, arm, s):
+        return jax.tree.map(lambda x: x[s], stack) if arm.per_seed_phases and stack is not None else stack
+
+    rows_cfg, rows_key = [], []
+    phase_env: list[list[Any]] = [[] for _ in phases]
+    phase_tp: list[list[Any]] = [[] for _ in phases]
+    for arm in arms:
+        for s in range(seeds):
+            rows_cfg.append(arm.config)
+            rows_key.append(seed_keys[s])
+            for p in range(len(phases)):
+                ep = pick(arm.phase_params[p], arm, s) if p < len(arm.phase_params) else None
+                phase_env[p].append(env_params if ep is None else ep)
+                if with_twin_params:
+                    tp = pick(arm.phase_twin[p], arm, s) if p < len(arm.phase_twin) else None
+                    phase_tp[p].append(arm.twin_params if tp is None else tp)
+    sched = [(n, stack_params(phase_env[p]), stack_params(phase_tp[p]) if with_twin_params else None)
+             for p, n in enumerate(phases)]
+    restart = {}
+    for p in range(1, len(phases)):
+        flags = [0 < arm.physical_from == sum(phases[:p]) for arm in arms for _ in range(seeds)]
+        if any(flags):
+            restart[p] = np.asarray(flags)
+    trainer = pop.ScenarioTrainer(env, pop.Member("harness", arms[0].config), with_twin_params=with_twin_params)
+    with jax.default_device(device or jax.devices()[0]):
+        t0 = time.perf_counter()
+        _, metrics = trainer.train(pop.stack_configs(rows_cfg), jnp.stack(rows_key), sched, chunk=chunk,
+                                   restart_steps=restart or None)
+        metrics = jax.tree.map(np.asarray, jax.block_until_ready(metrics))
+        wall = time.perf_counter() - t0
+    if progress:
+        _common.log(f"  {len(arms)} arms x {seeds} seeds = {len(rows_cfg)} rows, {sum(phases)} intervals: {wall:.1f} s")
+    out = {}
+    for a, arm in enumerate(arms):
+        out[arm.name] = {k: v.reshape(len(arms), seeds, -1)[a] for k, v in metrics.items()}
+        out[arm.name]["_timing"] = {"run_s": wall, "group": "phased"}
+    return out
+
+
+def physical_part(runs: dict[str, dict[str, Any]], arms: Sequence[Arm], budget: int, log_every: int):
+    """Each arm's first ``budget`` physical intervals (after its pre-training), ``physical_steps`` counted
+    from the arm's first physical step, so that arms are compared at the same physical budget."""
+    out = {}
+    for arm in arms:
+        win = slice(arm.physical_from, arm.physical_from + budget)
+        m = {k: np.asarray(v)[:, win] for k, v in runs[arm.name].items() if not k.startswith("_")}
+        m["physical_steps"] = np.broadcast_to(log_every * np.arange(1, budget + 1, dtype=np.float64),
+                                              m["episode_return"].shape)
+        out[arm.name] = m
+    return out
 
 
 def series(metrics: dict[str, np.ndarray], *, y: str = "eval_return", x: str = "physical_episodes",
@@ -203,6 +341,134 @@ def panel(runs: dict[str, dict[str, np.ndarray]], *, y: str = "eval_return", x: 
     names = list(runs) if arms is None else list(arms)
     return {"x": x, "y": y, "xlabel": xlabel or x.replace("_", " "), "ylabel": ylabel or y.replace("_", " "),
             "series": {n: series(runs[n], y=y, x=x, smooth=smooth, scale=scale) for n in names}}
+
+
+# ------------------------------------------------------------------------------ summary figures
+
+
+def per_seed(values: Any) -> dict[str, Any]:
+    """``{"mean", "std", "per_seed"}`` of a ``[seeds]`` array; NaNs are left out of mean and std."""
+    arr = np.asarray(values, np.float64).reshape(-1)
+    ok = np.isfinite(arr)
+    return {"mean": float(arr[ok].mean()) if ok.any() else float("nan"),
+            "std": float(arr[ok].std()) if ok.any() else float("nan"), "per_seed": arr.tolist()}
+
+
+def paired(a: Any, b: Any) -> dict[str, Any]:
+    """:func:`per_seed` of ``a - b`` for two arms' per-seed values (common random numbers: same keys)."""
+    return per_seed(np.asarray(a, np.float64) - np.asarray(b, np.float64))
+
+
+def window_rate(cumulative: np.ndarray, steps: np.ndarray, start: float, end: float, per: float = 1000.0) -> np.ndarray:
+    """Per seed: events per ``per`` physical steps between two fractions of the run.
+
+    ``cumulative`` and ``steps`` are ``[seeds, intervals]`` cumulative counters read at the end of each
+    logging interval; the window ``(start * T, end * T]`` is snapped to interval ends (one at least).
+    """
+    cumulative = np.asarray(cumulative, np.float64)
+    steps = np.asarray(steps, np.float64)
+    n = steps.shape[1]
+    lo = min(round(start * n), n - 1)
+    hi = min(max(round(end * n), lo + 1), n)
+    c_lo = np.zeros(cumulative.shape[0]) if lo == 0 else cumulative[:, lo - 1]
+    s_lo = np.zeros(steps.shape[0]) if lo == 0 else steps[:, lo - 1]
+    return (cumulative[:, hi - 1] - c_lo) / (steps[:, hi - 1] - s_lo) * per
+
+
+def final_training_return(returns: np.ndarray, finished: np.ndarray, fraction: float = 0.1) -> np.ndarray:
+    """Per seed: mean return of the episodes finished in the last ``fraction`` of the intervals.
+
+    ``returns`` is the per-interval mean return of the episodes finished in it (NaN when none) and
+    ``finished`` their count, both ``[seeds, intervals]``; intervals are weighted by their episodes.
+    """
+    returns = np.asarray(returns, np.float64)
+    n = returns.shape[1]
+    lo = n - max(1, round(fraction * n))
+    f = np.asarray(finished, np.float64)[:, lo:]
+    total = np.where(f > 0, np.nan_to_num(returns[:, lo:]) * f, 0.0).sum(axis=1)
+    count = f.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
+def reach_steps(x: np.ndarray, y: np.ndarray, level: Any, *, smooth: int = 1) -> np.ndarray:
+    """Per seed: the first ``x`` at which the ``smooth``-point trailing mean of ``y[seeds, T]`` reaches
+    ``level`` (a number or one per seed); NaN where it never does."""
+    ys = convergence.smooth(np.asarray(y, np.float64), smooth)
+    x = np.broadcast_to(np.asarray(x, np.float64), ys.shape)
+    levels = np.broadcast_to(np.asarray(level, np.float64), ys.shape[:1])
+    return np.asarray([convergence.first_reach(x[s], ys[s], levels[s]) for s in range(ys.shape[0])])
+
+
+def returns_summary(metrics: dict[str, Any], fraction: float = 0.25) -> dict[str, Any]:
+    """Final return (per seed: mean of the last ``fraction`` of the intervals) and mean return over the
+    run, from the per-interval ``episode_return`` (NaN where no episode finished is left out)."""
+    ret = np.asarray(metrics["episode_return"], np.float64)
+    return {"final_return": per_seed(convergence.plateau(ret, fraction)),
+            "mean_return": per_seed(convergence.plateau(ret, 1.0))}
+
+
+# ------------------------------------------------------------------------------ results files
+
+
+def stamped(config: dict[str, Any], wall_s: float) -> dict[str, Any]:
+    """A section's config with its own provenance, time stamp and wall time (sections may be merged)."""
+    return {**config, "provenance": provenance(), "timestamp_utc": _common.utc_timestamp(), "wall_time_s": wall_s}
+
+
+def merge_sections(path, sections: Sequence[str], config: dict[str, Any], summary: dict[str, Any],
+                   curves: dict[str, Any]) -> list[str]:
+    """Keep the sections of an earlier results file that this run did not make.
+
+    A *sectioned* results file (e.g. one section per agent) holds ``config["sections"][s]``,
+    ``summary[s]`` and the panels ``curves["s/..."]`` of each section ``s``. Sections of the file at
+    ``path`` that are not in ``sections`` are copied into ``config``/``summary``/``curves`` (in place).
+    A missing file, or one in an older format, keeps nothing (logged). Returns the sections kept.
+    """
+    try:
+        old = load(path)
+    except FileNotFoundError:
+        return []
+    except ValueError as err:
+        _common.log(f"merge: {err}; nothing kept from it")
+        return []
+    kept = [s for s in old["config"].get("sections", {}) if s not in sections]
+    for s in kept:
+        config.setdefault("sections", {})[s] = old["config"]["sections"][s]
+        if s in old["summary"]:
+            summary[s] = old["summary"][s]
+        curves.update({k: v for k, v in old["curves"].items() if k.split("/", 1)[0] == s})
+    return kept
+
+
+def write_sections(name: str, sections: dict[str, tuple[dict, dict, dict]], *, mode: str, config: dict[str, Any],
+                   order: Sequence[str], out=None, merge: bool = False,
+                   plot: Callable[[dict[str, Any], Path], Any] | None = None) -> dict[str, Any]:
+    """Write a sectioned results file (one section per agent, scenario, ...) and return the document.
+
+    ``sections``: ``{section: (config, summary, curves)}`` of the sections run now (curves named
+    ``"section/panel"``); ``config``: what all sections share; ``order``: the order of the sections in
+    the file; ``merge``: keep the other sections of an earlier file (:func:`merge_sections`);
+    ``plot(doc, png_path)`` draws the PNG from the document.
+    """
+    config = {**config, "sections": {}, "load_average_at_end": _common.load_average()}
+    summary: dict[str, Any] = {}
+    curves: dict[str, Any] = {}
+    for sec, (c, s, cu) in sections.items():
+        config["sections"][sec] = {**c, "mode": mode}
+        summary[sec] = s
+        curves.update(cu)
+    if merge:
+        path = _common.results_dir(out) / f"{name}.json"
+        config["merged_sections"] = merge_sections(path, list(sections), config, summary, curves)
+    config["sections"] = {k: config["sections"][k] for k in order if k in config["sections"]}
+    summary = {k: summary[k] for k in order if k in summary}
+    rank = {k: i for i, k in enumerate(order)}
+    curves = dict(sorted(curves.items(), key=lambda kv: rank.get(kv[0].split("/", 1)[0], len(rank))))
+    doc = {"config": config, "summary": summary, "curves": curves}
+    write(name, mode=mode, config=config, summary=summary, curves=curves, out=out,
+          plot=None if plot is None else (lambda png: plot(doc, png)))
+    return doc
 
 
 def provenance() -> dict[str, Any]:
@@ -235,16 +501,24 @@ def load(path) -> dict[str, Any]:
     return doc
 
 
-def draw_panel(ax, panel_doc: dict[str, Any], *, colors: Sequence[str] | None = None, band: bool = True,
-               linestyle: str = "-") -> None:
-    """Draw one schema panel on a matplotlib axis: mean line per arm, +-1 std band."""
+def draw_panel(ax, panel_doc: dict[str, Any], *, colors: Sequence[str] | dict[str, str] | None = None,
+               band: bool = True, linestyle: str = "-", label_prefix: str = "", origin: bool = False) -> None:
+    """Draw one schema panel on a matplotlib axis: mean line per arm, +-1 std band.
+
+    ``colors``: a sequence (by arm order) or ``{arm: color}``; ``label_prefix`` goes before each arm's
+    legend label; ``origin`` starts each line at (0, 0) (cumulative counters).
+    """
     from benchmarks._paper import COLORS
 
     colors = colors or COLORS
     for i, (arm, s) in enumerate(panel_doc["series"].items()):
         x, m, sd = (np.asarray(s[k], np.float64) for k in ("x", "mean", "std"))
-        c = colors[i % len(colors)]
-        ax.plot(x, m, color=c, lw=1.4, ls=linestyle, label=f"{arm} ({s['seeds']} seeds)")
+        if origin:
+            x, m, sd = (np.concatenate([[0.0], v]) for v in (x, m, sd))
+        ok = np.isfinite(m)
+        x, m, sd = x[ok], m[ok], sd[ok]
+        c = colors.get(arm, COLORS[i % len(COLORS)]) if isinstance(colors, dict) else colors[i % len(colors)]
+        ax.plot(x, m, color=c, lw=1.4, ls=linestyle, label=f"{label_prefix}{arm} ({s['seeds']} seeds)")
         if band:
             ax.fill_between(x, m - sd, m + sd, color=c, alpha=0.15, lw=0)
     ax.set_xlabel(panel_doc["xlabel"])

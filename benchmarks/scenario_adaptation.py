@@ -17,7 +17,9 @@ params (``ScenarioTrainer``: one compiled program for every arm and seed). Arms:
 Reported: return before the change, in the first interval after it (epsilon is at its floor, so
 this is the transferred policy), the drop, the recovery time (physical steps after the change
 until the 2-interval running mean reaches 95 % of the best arm's final return in that seed's new
-scenario, and 95 % of the arm's own), and the final return in the new scenario.
+scenario, and 95 % of the arm's own), and the final return in the new scenario; per seed in
+``summary["points"]`` (harness schema; every arm sees the same seed keys, so "paired vs physical
+only" is a per-seed difference). ``curves["return"]``: return vs physical steps.
 
     python -m benchmarks.scenario_adaptation [--quick|--full] [--device cpu|gpu] [--out DIR]
 """
@@ -25,7 +27,6 @@ scenario, and 95 % of the arm's own), and the final return in the new scenario.
 from __future__ import annotations
 
 import argparse
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,23 +35,23 @@ import jax.numpy as jnp
 import numpy as np
 
 import dtrl_jax as dt
-from benchmarks import _common
-from benchmarks.twin_noise import NEVER, Arm, broadcast_params, fmt, quiet_nan, run_arms, smooth
-from dtrl_jax import population as pop
-from dtrl_jax.twin import perturb_params
+from benchmarks import _common, harness
+from benchmarks.harness import NEVER, Arm
+from dtrl_jax import convergence
+from dtrl_jax.twin import perturb_params, stack_params
 
 NAME = "scenario_adaptation"
 FIELDS = ("ap_position_m", "ap_radius_m", "task_size_mbit")
 
 SETTINGS: dict[str, dict[str, Any]] = {
-    "tiny": dict(seeds=1, envs=2, log_every=200, before=2, after=2, redraw=1, decay=200, learning_starts=100,
-                 spreads=[0.3], change_spread=0.3, hidden=(16,)),
-    "quick": dict(seeds=4, envs=10, log_every=2_000, before=10, after=10, redraw=2, decay=10_000,
-                  learning_starts=1_000, spreads=[0.3], change_spread=0.3, hidden=(64, 64)),
-    "default": dict(seeds=6, envs=10, log_every=3_000, before=20, after=20, redraw=2, decay=20_000,
-                    learning_starts=1_000, spreads=[0.1, 0.3], change_spread=0.3, hidden=(64, 64)),
-    "full": dict(seeds=8, envs=10, log_every=5_000, before=40, after=40, redraw=2, decay=50_000,
-                 learning_starts=2_000, spreads=[0.1, 0.3, 0.5], change_spread=0.3, hidden=(120, 84)),
+    "tiny": {"seeds": 1, "envs": 2, "log_every": 200, "before": 2, "after": 2, "redraw": 1, "decay": 200, "learning_starts": 100,
+                 "spreads": [0.3], "change_spread": 0.3, "hidden": (16,)},
+    "quick": {"seeds": 4, "envs": 10, "log_every": 2_000, "before": 10, "after": 10, "redraw": 2, "decay": 10_000,
+                  "learning_starts": 1_000, "spreads": [0.3], "change_spread": 0.3, "hidden": (64, 64)},
+    "default": {"seeds": 6, "envs": 10, "log_every": 3_000, "before": 20, "after": 20, "redraw": 2, "decay": 20_000,
+                    "learning_starts": 1_000, "spreads": [0.1, 0.3], "change_spread": 0.3, "hidden": (64, 64)},
+    "full": {"seeds": 8, "envs": 10, "log_every": 5_000, "before": 40, "after": 40, "redraw": 2, "decay": 50_000,
+                 "learning_starts": 2_000, "spreads": [0.1, 0.3, 0.5], "change_spread": 0.3, "hidden": (120, 84)},
 }
 
 
@@ -60,134 +61,114 @@ def draw_scenarios(key, params, num: int, spread: float):
     return stack.replace(ap_position_m=jnp.clip(stack.ap_position_m, 0.0, jnp.asarray(params.road_length_m)))
 
 
-def take(stack, i):
-    return jax.tree.map(lambda x: x[i], stack)
+def repeat(tree, n: int):
+    """``n`` copies of a params pytree stacked on a new leading axis."""
+    return stack_params([tree] * n)
 
 
-@quiet_nan
-def run(st: dict, key, log=_common.log) -> dict:
+def make_arms(base, params, st, key) -> list[Arm]:
+    """The arms; the physical scenario after the change is a fresh draw per seed (``per_seed_phases``)."""
+    le, before, after, redraw, seeds = st["log_every"], st["before"], st["after"], st["redraw"], st["seeds"]
+    domains = base.twin.num_domains
+    n_chunks = (before + after) // redraw
+    change_chunk = before // redraw
+    new_phys = draw_scenarios(jax.random.fold_in(key, 999), params, seeds, st["change_spread"])  # [seeds]
+    phase_params = tuple(repeat(params, seeds) if c < change_chunk else new_phys for c in range(n_chunks))
+    exact = repeat(params, domains)
+    twin_of_phys = tuple(jax.vmap(lambda p: repeat(p, domains))(pp) for pp in phase_params)  # [seeds, domains]
+    arms = [Arm("physical only", base.replace(twin=base.twin.replace(ready_after=NEVER)), exact,
+                phase_params=phase_params, per_seed_phases=True, info={"kind": "physical", "spread": 0.0}),
+            Arm("DT on the physical scenario", base, exact, phase_params=phase_params, phase_twin=twin_of_phys,
+                per_seed_phases=True, info={"kind": "physical_twin", "spread": 0.0})]
+    for i, spread in enumerate(st["spreads"]):
+        twins = tuple(repeat(draw_scenarios(jax.random.fold_in(jax.random.fold_in(key, 100 + i), c), params, domains,
+                                            spread), seeds) for c in range(n_chunks))
+        arms.append(Arm(f"DT on a scenario distribution (spread {spread:g})", base, exact, phase_params=phase_params,
+                        phase_twin=twins, per_seed_phases=True, info={"kind": "distribution", "spread": spread}))
+    _common.log(f"AccessPointSelection-v0 (features), DT-DQN n=5: {len(arms)} arms x {seeds} seeds, change after "
+                f"{before * le} physical steps")
+    return arms
+
+
+def run(st: dict, key) -> tuple[dict, dict, dict]:
     env, params = dt.make("AccessPointSelection-v0", observation="features")
     le, before, after, redraw = st["log_every"], st["before"], st["after"], st["redraw"]
-    domains = 5
     base = dt.DQNConfig(
         total_timesteps=(before + after) * le, log_every=le, num_envs=st["envs"], learning_rate=1e-3, gamma=0.9,
         learning_starts=st["learning_starts"], buffer_size=10_000, epsilon_start=1.0, epsilon_end=0.01,
         epsilon_decay_steps=st["decay"], hidden_sizes=tuple(st["hidden"]),
-        twin=dt.TwinConfig(num_domains=domains, action_trials=5),
+        twin=dt.TwinConfig(num_domains=5, action_trials=5),
     )
-    tw = base.twin
+    arms = make_arms(base, params, st, key)
     n_chunks = (before + after) // redraw
-    change_chunk = before // redraw
-    seeds = st["seeds"]
-    # The new physical scenario of each seed: a draw never used in training.
-    new_phys = draw_scenarios(jax.random.fold_in(key, 999), params, seeds, st["change_spread"])
-    arms = [Arm("physical only", "physical", 0.0, base.replace(twin=tw.replace(ready_after=NEVER)),
-                broadcast_params(params, domains)),
-            Arm("DT on the physical scenario", "physical_twin", 0.0, base, broadcast_params(params, domains))]
-    for i, spread in enumerate(st["spreads"]):
-        twins = tuple(draw_scenarios(jax.random.fold_in(jax.random.fold_in(key, 100 + i), c), params, domains, spread)
-                      for c in range(n_chunks))
-        arms.append(Arm(f"DT on a scenario distribution (spread {spread:g})", "distribution", spread, base,
-                        twins[0], phase_twin=twins))
-    # The physical scenario after the change differs per seed, so every (arm, seed) is its own row.
-    rows: list[Arm] = []
-    for arm in arms:
-        for s in range(seeds):
-            new = take(new_phys, s)
-            phase_params = tuple(params if c < change_chunk else new for c in range(n_chunks))
-            if arm.kind == "physical_twin":
-                phase_twin = tuple(broadcast_params(p, domains) for p in phase_params)
-            elif arm.kind == "distribution":
-                phase_twin = arm.phase_twin
-            else:
-                phase_twin = ()
-            rows.append(Arm(f"{arm.label}#{s}", arm.kind, arm.level, arm.config, arm.twin_params,
-                            phase_params=phase_params, phase_twin=phase_twin))
-    log(f"AccessPointSelection-v0 (features), DT-DQN n=5: {len(arms)} arms x {seeds} seeds, change after "
-        f"{before * le} physical steps")
-    m = run_arms(env, params, pop.Member("ap", base), rows, seeds=1, phases=[redraw] * n_chunks, chunk=redraw,
-                 key=key, log=log)
-    ret = m["episode_return"][:, 0, :].reshape(len(arms), seeds, -1)  # [arms, seeds, intervals]
+    runs = harness.run_phased(arms, env, params, seeds=st["seeds"], phases=[redraw] * n_chunks, chunk=redraw, key=key)
+    ret = {a.name: np.asarray(runs[a.name]["episode_return"], np.float64) for a in arms}  # [seeds, intervals]
     steps_after = le * np.arange(1, after + 1)
-    tail = max(1, after // 4)
-    with np.errstate(invalid="ignore"):
-        finals = np.nanmean(ret[:, :, -tail:], axis=2)  # [arms, seeds]
-    best_final = np.nanmax(finals, axis=0)  # [seeds]: the best arm's final return in each seed's new scenario
-    points = []
-    for a, arm in enumerate(arms):
-        r = ret[a]
-        sm = smooth(r[:, before:], 2)
-        with np.errstate(invalid="ignore"):
-            pre = np.nanmean(r[:, before - 2 : before], axis=1)
-            first = r[:, before]
-
-        def recovery(target_per_seed):
-            out = []
-            for s in range(seeds):
-                hit = np.nonzero(sm[s] >= target_per_seed[s])[0]
-                out.append(float(steps_after[hit[0]]) if hit.size else np.nan)
-            return np.asarray(out)
-
-        rec_common = recovery(0.95 * best_final)
-        rec_own = recovery(0.95 * finals[a])
-        points.append(dict(
-            label=arm.label, kind=arm.kind, spread=arm.level,
-            before_change_mean=float(np.nanmean(pre)), before_change_std=float(np.nanstd(pre)),
-            right_after_mean=float(np.nanmean(first)), right_after_std=float(np.nanstd(first)),
-            drop_mean=float(np.nanmean(pre - first)),
-            right_after_minus_physical_mean=float(np.nanmean(first - ret[0, :, before])),
-            right_after_minus_physical_std=float(np.nanstd(first - ret[0, :, before])),
-            final_after_mean=float(np.nanmean(finals[a])), final_after_std=float(np.nanstd(finals[a])),
-            recovery_steps_common_mean=float(np.nanmean(rec_common)) if np.any(np.isfinite(rec_common)) else None,
-            recovered_common_fraction=float(np.mean(np.isfinite(rec_common))),
-            recovery_steps_own_mean=float(np.nanmean(rec_own)) if np.any(np.isfinite(rec_own)) else None,
-            recovery_steps_common_per_seed=rec_common.tolist(), recovery_steps_own_per_seed=rec_own.tolist(),
-            curve=dict(physical_steps=(le * np.arange(1, before + after + 1)).tolist(),
-                       mean=np.nanmean(r, axis=0).tolist(), std=np.nanstd(r, axis=0).tolist(),
-                       per_seed=r.tolist()),
-        ))
-    return dict(env="AccessPointSelection-v0 (features)", agent="DT-DQN, action_trials=5, num_domains=5",
-                scenario_fields=list(FIELDS), change_at=before * le, log_every=le, redraw_every=redraw * le,
-                recovery_target_per_seed=(0.95 * best_final).tolist(), wall_s=m["wall_s"], points=points)
+    finals = {n: convergence.plateau(r[:, before:], 0.25) for n, r in ret.items()}
+    best_final = np.nanmax(np.stack(list(finals.values())), axis=0)  # [seeds]: the best arm in each new scenario
+    phys_first = ret["physical only"][:, before]
+    points = {}
+    for a in arms:
+        r = ret[a.name]
+        pre = convergence.plateau(r[:, before - 2: before], 1.0)
+        first = r[:, before]
+        rec_common = harness.reach_steps(steps_after, r[:, before:], 0.95 * best_final, smooth=2)
+        rec_own = harness.reach_steps(steps_after, r[:, before:], 0.95 * finals[a.name], smooth=2)
+        points[a.name] = {
+            **a.info,
+            "before_change": harness.per_seed(pre), "right_after": harness.per_seed(first),
+            "drop": harness.per_seed(pre - first),
+            "right_after_minus_physical": harness.paired(first, phys_first),
+            "final_after": harness.per_seed(finals[a.name]),
+            "recovery_steps_common": harness.per_seed(rec_common),
+            "recovered_common_fraction": float(np.mean(np.isfinite(rec_common))),
+            "recovery_steps_own": harness.per_seed(rec_own),
+        }
+    config = {"env": "AccessPointSelection-v0 (features)", "agent": "DT-DQN, action_trials=5, num_domains=5",
+              "scenario_fields": list(FIELDS), "change_at": before * le, "log_every": le, "redraw_every": redraw * le,
+              "wall_s": runs[arms[0].name]["_timing"]["run_s"],
+              "twin_replay": {"twin_buffer_size": base.twin.twin_buffer_size,
+                              "twin_buffer_per_domain": base.buffer_size,
+                              "note": "default: buffer_size per trial domain (the physical buffer's window)"}}
+    summary = {"recovery_target_per_seed": (0.95 * best_final).tolist(), "points": points}
+    curves = {"return": harness.panel(runs, y="episode_return", x="physical_steps",
+                                      ylabel="mean physical episode return")}
+    return config, summary, curves
 
 
-def conclusion(res: dict) -> str:
+def conclusion(summary: dict) -> str:
+    fmt = _common.fmt1
     parts = []
-    for p in res["points"]:
-        rc = p["recovery_steps_common_mean"]
+    for name, p in summary["points"].items():
+        rc = p["recovery_steps_common"]["mean"]
         parts.append(
-            f"{p['label']}: before {fmt(p['before_change_mean'])}, right after {fmt(p['right_after_mean'])} "
-            f"(drop {fmt(p['drop_mean'])}; paired vs physical only {fmt(p['right_after_minus_physical_mean'])} +- "
-            f"{fmt(p['right_after_minus_physical_std'])}), recovery to 95 % of the best arm's final return in {'never' if rc is None else f'{rc:.0f}'} "
-            f"steps ({p['recovered_common_fraction']:.0%} of seeds), to 95 % of its own in "
-            f"{fmt(p['recovery_steps_own_mean'])}, final {fmt(p['final_after_mean'])}")
+            f"{name}: before {fmt(p['before_change']['mean'])}, right after {fmt(p['right_after']['mean'])} "
+            f"(drop {fmt(p['drop']['mean'])}; paired vs physical only {fmt(p['right_after_minus_physical']['mean'])} +- "
+            f"{fmt(p['right_after_minus_physical']['std'])}), recovery to 95 % of the best arm's final return in "
+            f"{'never' if not np.isfinite(rc) else f'{rc:.0f}'} steps ({p['recovered_common_fraction']:.0%} of seeds), "
+            f"to 95 % of its own in {fmt(p['recovery_steps_own']['mean'])}, final {fmt(p['final_after']['mean'])}")
     return "; ".join(parts)
 
 
-def plot(res: dict, path) -> None:
+def plot(doc: dict, path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    pts = doc["summary"]["points"]
     fig, axes = plt.subplots(1, 2, figsize=(14, 5))
-    ax = axes[0]
-    for p in res["points"]:
-        c = p["curve"]
-        mean, std = np.asarray(c["mean"]), np.asarray(c["std"])
-        (line,) = ax.plot(c["physical_steps"], mean, label=p["label"], lw=1.4)
-        ax.fill_between(c["physical_steps"], mean - std, mean + std, color=line.get_color(), alpha=0.15, lw=0)
-    ax.axvline(res["change_at"], color="k", ls=":", label="physical scenario changes")
-    ax.set_xlabel("physical steps")
-    ax.set_ylabel("mean physical episode return")
-    ax.legend(fontsize=7)
+    harness.draw_panel(axes[0], doc["curves"]["return"])
+    axes[0].axvline(doc["config"]["change_at"], color="k", ls=":", label="physical scenario changes")
+    axes[0].legend(fontsize=7)
     ax = axes[1]
-    labels = [p["label"].replace("DT on a scenario distribution", "DT distribution") for p in res["points"]]
+    labels = [n.replace("DT on a scenario distribution", "DT distribution") for n in pts]
     x = np.arange(len(labels))
-    ax.bar(x - 0.25, [p["before_change_mean"] for p in res["points"]], 0.25, label="before change")
-    ax.bar(x, [p["right_after_mean"] for p in res["points"]], 0.25, yerr=[p["right_after_std"] for p in res["points"]],
+    vals = list(pts.values())
+    ax.bar(x - 0.25, [p["before_change"]["mean"] for p in vals], 0.25, label="before change")
+    ax.bar(x, [p["right_after"]["mean"] for p in vals], 0.25, yerr=[p["right_after"]["std"] for p in vals],
            label="right after change")
-    ax.bar(x + 0.25, [p["final_after_mean"] for p in res["points"]], 0.25, label="final, new scenario")
+    ax.bar(x + 0.25, [p["final_after"]["mean"] for p in vals], 0.25, label="final, new scenario")
     ax.set_xticks(x, labels, fontsize=7, rotation=10)
     ax.set_ylabel("physical episode return")
     ax.legend(fontsize=7)
@@ -197,24 +178,19 @@ def plot(res: dict, path) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    _common.add_common_args(parser)
-    parser.add_argument("--tiny", action="store_true", help="smoke-test size (seconds of compute, nothing learned)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser = _common.add_study_args(argparse.ArgumentParser(description=__doc__.split("\n")[0]))
     args = parser.parse_args(argv)
-    mode = "tiny" if args.tiny else _common.run_mode(args)
+    mode = _common.study_mode(args)
     st = dict(SETTINGS[mode])
     device = _common.select_device(args.device)
-    t0 = time.perf_counter()
     with jax.default_device(device):
-        res = run(st, jax.random.key(args.seed))
-    doc = {"config": {"mode": mode, "device": _common.describe_device(device), **st}, "ap": res,
-           "wall_s": time.perf_counter() - t0}
-    doc["conclusion"] = conclusion(res)
-    _common.log(doc["conclusion"])
-    path = _common.write_json(NAME, doc, args.out)
-    plot(res, path.with_suffix(".png"))
-    _common.log(f"wrote {path} and {path.with_suffix('.png')} ({doc['wall_s']:.0f} s)")
+        case, summary, curves = run(st, jax.random.key(args.seed))
+    config: dict[str, Any] = {"device": _common.describe_device(device), "seed": args.seed, **st, **case}
+    summary["conclusion"] = conclusion(summary)
+    _common.log(summary["conclusion"])
+    doc = {"config": config, "summary": summary, "curves": curves}
+    harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
+                  plot=lambda png: plot(doc, png))
     return doc
 
 

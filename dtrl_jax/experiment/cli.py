@@ -617,12 +617,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_plot(args) -> int:
-    from dtrl_jax.experiment.plotting import plot_runs
+    from dtrl_jax.experiment.plotting import plot_results, plot_runs
 
     if args.label and len(args.label) != len(args.run_dirs):
         raise UsageError(f"got {len(args.label)} --label for {len(args.run_dirs)} run folders")
     try:
-        plot_runs(args.run_dirs, args.out, x=args.x, y=args.metric, labels=args.label, title=args.title)
+        if len(args.run_dirs) == 1 and str(args.run_dirs[0]).endswith(".json"):  # a benchmark results file
+            plot_results(args.run_dirs[0], args.out, title=args.title)
+        else:
+            plot_runs(args.run_dirs, args.out, x=args.x, y=args.metric, labels=args.label, title=args.title)
     except ValueError as err:
         raise UsageError(str(err)) from None
     print(args.out)
@@ -802,7 +805,8 @@ def build_parser(config_flags: bool = True) -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("plot", help="learning curves of one or more run folders, overlaid",
-                       description="Mean over seeds with a +-1 std band, against physical episodes (or steps).")
+                       description="Mean over seeds with a +-1 std band, against physical episodes (or steps). "
+                       "One benchmark results file (RESULTS.json, schema dtrl-bench/1) draws its curve panels.")
     p.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     p.add_argument("--out", default="curves.png", metavar="PNG", help="output image [default: curves.png]")
     p.add_argument("--x", choices=("episodes", "steps"), default="episodes",

@@ -10,6 +10,7 @@ a single run's metrics (``[intervals]``), or on run folders (``metrics.csv``)::
     fig, ax = plt.subplots()
     plotting.plot_metrics(ax, out.metrics, label="DT n=5")          # out = jax.vmap(train)(keys)
     plotting.plot_runs(["runs/a", "runs/b"], "compare.png")          # what `dtrl plot` does
+    plotting.plot_results("benchmarks/results/shield.json", "s.png")  # `dtrl plot RESULTS.json`
 
 Files are drawn on a ``matplotlib.figure.Figure`` (no pyplot state), so any backend works.
 """
@@ -140,6 +141,66 @@ def plot_runs(
     ax.set_title(title or ", ".join(sorted(envs)) or None)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if out is not None:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(out, dpi=120)
+    return fig
+
+
+#: The schema of benchmark result files (``benchmarks/harness.py`` writes it).
+RESULTS_SCHEMA = "dtrl-bench/1"
+
+
+def read_results(path) -> dict[str, Any]:
+    """A benchmark results file in the harness schema; ``ValueError`` (saying what to do) otherwise.
+
+    The schema: ``{"schema": "dtrl-bench/1", "benchmark", "mode", "provenance", "config", "summary",
+    "curves": {panel: {"x", "y", "xlabel", "ylabel", "series": {arm: {"x", "mean", "std", "seeds"}}}}}``.
+    """
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise ValueError(f"{path}: not a readable JSON file ({err})") from None
+    if not isinstance(doc, dict) or doc.get("schema") != RESULTS_SCHEMA:
+        found = doc.get("schema") if isinstance(doc, dict) else None
+        raise ValueError(f"{path}: not a {RESULTS_SCHEMA} benchmark results file (schema={found!r}); it was "
+                         "written before the benchmark harness: re-run its script "
+                         f"(python -m benchmarks.{path.stem}) or read its JSON directly")
+    return doc
+
+
+def plot_results(path, out=None, *, panels: Sequence[str] | None = None, title: str | None = None):
+    """Draw the curve panels of a benchmark results file (:func:`read_results`), one axis per panel.
+
+    Each series is its mean with a +-1 std band over its seeds. ``panels``: names to draw (default all).
+    Returns the ``matplotlib.figure.Figure``; saved to ``out`` (PNG) if given.
+    """
+    from matplotlib.figure import Figure
+
+    doc = read_results(path)
+    names = list(doc["curves"]) if panels is None else list(panels)
+    missing = [n for n in names if n not in doc["curves"]]
+    if missing or not names:
+        raise ValueError(f"{path}: no panel {missing or names}; panels: {sorted(doc['curves'])}")
+    cols = min(3, len(names))
+    rows = -(-len(names) // cols)
+    fig = Figure(figsize=(6 * cols, 4.2 * rows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
+    for ax, name in zip(axes, names):
+        panel = doc["curves"][name]
+        for arm, s in panel["series"].items():
+            x, m, sd = (np.asarray(s[k], dtype=np.float64) for k in ("x", "mean", "std"))
+            ok = np.isfinite(m)
+            (line,) = ax.plot(x[ok], m[ok], lw=1.4, label=f"{arm} ({s['seeds']} seeds)")
+            ax.fill_between(x[ok], (m - sd)[ok], (m + sd)[ok], color=line.get_color(), alpha=0.15, lw=0)
+        ax.set(title=name, xlabel=panel.get("xlabel", panel["x"]), ylabel=panel.get("ylabel", panel["y"]))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    for ax in axes[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(title or f"{doc.get('benchmark', Path(path).stem)} ({doc.get('mode')}, "
+                 f"commit {str(doc.get('provenance', {}).get('commit'))[:8]})")
     if out is not None:
         Path(out).parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(out, dpi=120)

@@ -6,82 +6,86 @@ STUDIES.md quotes. Nothing is learned at this size, so no return is asserted.
 
 from __future__ import annotations
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import dtrl_jax as dt
-from benchmarks import construction_delay, scenario_adaptation, twin_noise
+from benchmarks import construction_delay, harness, scenario_adaptation, twin_noise
 
 
 def _files(out, name):
-    doc = json.loads((out / f"{name}.json").read_text())
-    assert doc["benchmark"] == name and doc["config"]["mode"] == "tiny"
+    doc = harness.load(out / f"{name}.json")
+    assert doc["benchmark"] == name and doc["mode"] == "tiny"
     assert (out / f"{name}.png").stat().st_size > 1000
     return doc
 
 
-def _point_keys(p):
-    for k in ("label", "kind", "final_return_mean", "final_return_std", "mean_return_mean", "curve"):
+def _point_keys(p, seeds=1):
+    for k in ("kind", "final_return", "mean_return"):
         assert k in p, k
-    assert len(p["curve"]["physical_steps"]) == len(p["curve"]["mean"])
+    assert len(p["final_return"]["per_seed"]) == seeds
 
 
 def test_twin_noise_access_point_part(tmp_path):
     twin_noise.main(["--tiny", "--parts", "ap", "--out", str(tmp_path)])
     doc = _files(tmp_path, "twin_noise")
-    kinds = {p["kind"] for p in doc["ap"]["points"]}
-    assert kinds == {"physical", "state", "params", "pretrain"}
-    for p in doc["ap"]["points"]:
+    pts = doc["summary"]["ap"]["points"]
+    assert {p["kind"] for p in pts.values()} == {"physical", "state", "params", "pretrain"}
+    for p in pts.values():
         _point_keys(p)
-    assert doc["ap"]["physical_budget"] == 2 * 400
-    assert "ap" in doc["conclusions"] and "physical only" in doc["conclusions"]["ap"]
+    # Every point is compared at the same physical budget: the pre-train arm's curve starts after it.
+    series = doc["curves"]["ap/return"]["series"]
+    assert set(series) == set(pts)
+    assert all(s["x"] == [400.0, 800.0] for s in series.values())
+    assert doc["config"]["sections"]["ap"]["physical_budget"] == 2 * 400
+    assert "physical only" in doc["summary"]["conclusions"]["ap"]
 
 
 def test_twin_noise_multi_uav_part(tmp_path):
     twin_noise.main(["--tiny", "--parts", "uav", "--out", str(tmp_path)])
     doc = _files(tmp_path, "twin_noise")
-    pts = doc["uav"]["averaged"]["points"]
-    assert {p["kind"] for p in pts} == {"physical", "state", "params", "pretrain"}
-    assert "uav" in doc["conclusions"]
+    pts = doc["summary"]["uav"]["points"]
+    assert {p["kind"] for p in pts.values()} == {"physical", "state", "params", "pretrain"}
+    assert "uav" in doc["summary"]["conclusions"]
 
 
 def test_construction_delay_smoke(tmp_path):
     construction_delay.main(["--tiny", "--out", str(tmp_path)])
     doc = _files(tmp_path, "construction_delay")
-    pts = doc["ap"]["points"]
+    pts = list(doc["summary"]["points"].values())
     assert [p["kind"] for p in pts] == ["physical", "wait", "wait", "early"]
     early = pts[-1]
     assert early["build"] == 800 and early["sigma0"] == 300.0 and early["start"] == 0
     for p in pts:
         _point_keys(p)
         assert "steps_to_midway" in p and "reached_physical_final" in p
-    assert "physical only" in doc["conclusion"]
+    assert "physical only" in doc["summary"]["conclusion"]
+    construction_delay.main(["--replot", "--out", str(tmp_path)])  # from the stored JSON, no training
+    assert "physical only" in harness.load(tmp_path / "construction_delay.json")["summary"]["conclusion"]
 
 
 def test_scenario_adaptation_smoke(tmp_path):
     scenario_adaptation.main(["--tiny", "--out", str(tmp_path)])
     doc = _files(tmp_path, "scenario_adaptation")
-    pts = doc["ap"]["points"]
-    assert [p["kind"] for p in pts] == ["physical", "physical_twin", "distribution"]
-    for p in pts:
-        for k in ("before_change_mean", "right_after_mean", "drop_mean", "final_after_mean",
-                  "recovery_steps_common_mean", "curve"):
-            assert k in p, k
-        assert len(p["curve"]["mean"]) == 4
-    assert doc["ap"]["change_at"] == 2 * 200
+    pts = doc["summary"]["points"]
+    assert [p["kind"] for p in pts.values()] == ["physical", "physical_twin", "distribution"]
+    for p in pts.values():
+        for k in ("before_change", "right_after", "drop", "final_after", "recovery_steps_common"):
+            assert len(p[k]["per_seed"]) == 1, k
+    assert all(len(s["mean"]) == 4 for s in doc["curves"]["return"]["series"].values())
+    assert doc["config"]["change_at"] == 2 * 200
 
 
-def test_helpers_steps_to_target_and_floors():
+def test_helpers_reach_steps_and_floors():
     ret = np.array([[0.0, 1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0, 0.0]])
     steps = np.arange(1, 6) * 10
-    hit = twin_noise.steps_to_target(ret, steps, 2.0, w=1)
+    hit = harness.reach_steps(steps, ret, 2.0)
     assert hit[0] == 30 and np.isnan(hit[1])
-    np.testing.assert_allclose(twin_noise.smooth(np.array([1.0, np.nan, 3.0]), 2), [1.0, 1.0, 3.0])
-    env, params = dt.make("AccessPointSelection-v0")
+    # 2-point trailing mean [0, .5, 1.5, 2.5, 3.5] first reaches 2 at the 4th point; per-seed levels.
+    assert harness.reach_steps(steps, ret, [2.0, 0.0], smooth=2).tolist() == [40.0, 10.0]
+    _, params = dt.make("AccessPointSelection-v0")
     stack = twin_noise.mismatched_params(jax.random.key(0), params, 64, 3.0, twin_noise.AP_FIELDS)
     assert stack.ap_rate_mbps.shape == (64, 5)
     assert bool(jnp.all(stack.ap_radius_m >= 0.1 * params.ap_radius_m - 1e-4))
