@@ -633,7 +633,7 @@ def cmd_plot(args) -> int:
 
 
 def _bench_root() -> Path | None:
-    for base in (Path.cwd(), Path(__file__).resolve().parent.parent):
+    for base in (Path.cwd(), Path(__file__).resolve().parents[2]):
         if (base / "benchmarks" / "__init__.py").is_file():
             return base
     return None
