@@ -51,7 +51,7 @@ from dtrl_jax.memory import check_fits, describe, estimate_from_runner
 from dtrl_jax.metrics import METRIC_NAMES, check_metric_names  # noqa: F401 - METRIC_NAMES re-exported
 from dtrl_jax.sharding import DomainSharding, validate_mesh
 from dtrl_jax._checks import is_concrete
-from dtrl_jax.transition import one_step_transition, pad_branches
+from dtrl_jax.transition import Transition, one_step_transition, pad_branches
 from dtrl_jax.twin import online
 from dtrl_jax.twin.calibration import check_config
 from dtrl_jax.twin.domains import replicate
@@ -223,6 +223,58 @@ class RunnerState:
 
 
 @struct.dataclass
+class StepSchedule:
+    """What the schedules say at one vectorised step (``make_train``'s ``schedule`` phase).
+
+    Attributes:
+      steps, steps_after: physical steps (summed over envs) before and after this step.
+      keys: the step's random keys by role (``step_keys``).
+      ready: the twin is built (``ready_after`` passed); available: ready and not in an outage window;
+      usable: available and, with a health check, healthy at the last check (scalar or ``[num_envs]``).
+      epsilon: the exploration rate.
+    """
+
+    steps: jax.Array
+    steps_after: jax.Array
+    keys: dict[str, jax.Array]
+    ready: jax.Array
+    available: jax.Array
+    usable: jax.Array
+    epsilon: jax.Array
+
+
+@struct.dataclass
+class PhysicalStep:
+    """What the physical envs did this step (``[num_envs]`` leaves) and its 1-step transitions."""
+
+    next_obs: Any
+    next_state: Any
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    info: dict[str, Any]
+    final_obs: Any
+    transitions: Transition
+
+
+@struct.dataclass
+class IntervalSums:
+    """The scan's accumulator over one logging interval (becomes the interval's metrics row)."""
+
+    return_sum: jax.Array
+    finished: jax.Array
+    loss_sum: jax.Array
+    updates: jax.Array
+    epsilon: jax.Array
+    ready: jax.Array
+
+    @classmethod
+    def zeros(cls) -> IntervalSums:
+        return cls(return_sum=jnp.float32(0.0), finished=jnp.int32(0), loss_sum=jnp.float32(0.0),
+                   updates=jnp.int32(0), epsilon=jnp.float32(0.0), ready=jnp.asarray(False))
+
+
+@struct.dataclass
 class TrainResult:
     """Output of ``train(key)``.
 
@@ -370,7 +422,16 @@ class Trainer:
         return f"Trainer({type(self.config).__name__} on {getattr(self.env, 'name', type(self.env).__name__)})"
 
 
-def make_train(config, env, env_params, *, twin_params=None, on_interval=None, mesh=None, check_memory=True):
+def make_train(
+    config: QLearningConfig | DQNConfig,
+    env: Any,
+    env_params: Any,
+    *,
+    twin_params: Any = None,
+    on_interval: Callable[[dict[str, jax.Array]], None] | None = None,
+    mesh: Any = None,
+    check_memory: bool = True,
+) -> Trainer:
     """Build the pure training function for ``config`` on ``env`` (any gymnax-1.x environment).
 
     Args:
@@ -446,7 +507,8 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
     # Twin env steps per environment and vectorised step, by what they depend on (item counts
     # are exact: see count_add). "available": the twin is built and not in an outage; "usable":
     # available and healthy before the step (shield); "on": available and healthy after it.
-    health_steps = twin.health_draws if use_space and twin.health_checked else 0
+    health_checked = use_space and twin.health_checked
+    health_steps = twin.health_draws if health_checked else 0
     always_sync = not use_space or twin.sync_every <= num_envs
     simulated_steps = 0 if always_sync else twin.num_domains - 1
     on_steps = 0
@@ -459,11 +521,12 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
     if use_calibration:  # the initial per-domain params: the bounds of every phase
         calibration_prior = replicate(env_params, twin.num_domains) if twin_params is None else twin_params
 
-    def domain_space(runner):
+    def domain_space(runner: RunnerState) -> DigitalSpace:
         """The digital space stepping with the carried (calibrated) params, or with the given ones."""
         return space.with_params(runner.calibration.params) if use_calibration else space
 
-    def calibration_step(runner, actions, final_obs, reward, steps, steps_after, key):
+    def calibration_step(runner: RunnerState, actions: jax.Array, final_obs: Any, reward: jax.Array,
+                         steps: jax.Array, steps_after: jax.Array, key: jax.Array) -> Any:
         """Record this step's physical transitions; a calibration phase when ``calibrate_every`` is crossed.
 
         ``steps`` comes from the scan index, so under ``jax.vmap`` over seeds the ``lax.cond`` stays
@@ -483,7 +546,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             now = now & (steps < twin.calibrate_until)
         return jax.lax.cond(now, fit, lambda c: c, cal)
 
-    def twin_error_metric(runner, index):
+    def twin_error_metric(runner: RunnerState, index: jax.Array) -> jax.Array:
         if not use_calibration:
             return jnp.float32(jnp.nan)
         key = jax.random.fold_in(jax.random.fold_in(runner.eval_key, TWIN_ERROR_STREAM), index)
@@ -492,14 +555,14 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
     if num_envs * (health_steps + simulated_steps + 1 + on_steps) >= COUNT_BASE:
         raise ValueError("twin steps per vectorised step exceed 2**30; reduce num_envs or num_domains")
 
-    def gated_params(params, ready):
+    def gated_params(params: Any, ready: jax.Array) -> Any:
         """With a global view, its features are zero until the twin is ready."""
         if not use_global:
             return params
         scale = jnp.asarray(ready, jnp.float32)
         return params.replace(scale=jnp.broadcast_to(scale, jnp.shape(params.scale)))
 
-    def twin_policy(agent_state, epsilon):
+    def twin_policy(agent_state: Any, epsilon: jax.Array) -> Callable[[jax.Array, Any], jax.Array]:
         """The twin agent: the physical agent's current parameters, greedy or epsilon-greedy."""
 
         def policy(key, obs):
@@ -510,7 +573,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
 
         return policy
 
-    def physical_env_params(gate):
+    def physical_env_params(gate: jax.Array) -> tuple[Any, Any]:
         """The physical ``EnvParams`` and their vmap axis; ``gate`` scales the global view (scalar or
         per env, ``[num_envs]``: then each env's view is on while its own twin is usable)."""
         if not use_global or jnp.ndim(gate) == 0:
@@ -518,146 +581,204 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         params = env_params.replace(scale=jnp.asarray(gate, jnp.float32))
         return params, GlobalObsParams(inner=None, scale=0)
 
-    def iteration(carry, t):
-        runner, acc = carry
-        space = domain_space(runner)
-        # Schedules (epsilon, readiness, outages, syncs, when to update) read the step count from the
-        # scan index t, never from the carried counter: under jax.vmap over seeds t is not batched,
-        # so the learner's lax.cond stays a branch instead of becoming a select that runs both.
+    # ---------------------------------------------------------------------------------------------
+    # One vectorised physical step, in named phases. Each phase is a pure function of what the
+    # phases before it produced; ``iteration`` below reads top to bottom as the paper's loop.
+    # ---------------------------------------------------------------------------------------------
+    def schedule(runner: RunnerState, t: jax.Array) -> StepSchedule:
+        """What the schedules say at vectorised step ``t``: step counts, keys, twin readiness, epsilon.
+
+        Schedules (epsilon, readiness, outages, syncs, when to update) read the step count from the
+        scan index t, never from the carried counter: under jax.vmap over seeds t is not batched,
+        so the learner's lax.cond stays a branch instead of becoming a select that runs both."""
         steps = t * num_envs  # == runner.steps
-        keys = step_keys(runner.loop_key, t, num_envs)
-        steps_after = steps + num_envs
         ready = jnp.asarray(True) if twin is None else steps >= twin.ready_after
         available = ready & ~in_windows(steps, twin.outage_windows if twin is not None else ())
         # With a health check, the twin of each env is used only while its check passes: the shield
         # and the global view act before this step's check, so they read the previous verdict.
-        checked = use_space and twin.health_checked
-        usable = available & runner.healthy if checked else available
-        phys_params, params_axis = physical_env_params(usable)
-        epsilon = linear_epsilon(
-            steps, config.epsilon_start, config.epsilon_end, config.decay_steps
+        usable = available & runner.healthy if health_checked else available
+        return StepSchedule(
+            steps=steps,
+            steps_after=steps + num_envs,
+            keys=step_keys(runner.loop_key, t, num_envs),
+            ready=ready,
+            available=available,
+            usable=usable,
+            epsilon=linear_epsilon(steps, config.epsilon_start, config.epsilon_end, config.decay_steps),
         )
+
+    def act(runner: RunnerState, sch: StepSchedule) -> tuple[jax.Array, jax.Array, jax.Array, jax.Array]:
+        """Epsilon-greedy actions of the physical agent: ``(q, actions, explored, greedy)``."""
         q = jax.vmap(agent.q_values, in_axes=(None, 0))(runner.agent_state, runner.obs)
         actions, explored, greedy = jax.vmap(explore_flags_from_bits, in_axes=(0, 0, None))(
-            jax.random.bits(keys["act"], (num_envs, 3), jnp.uint32), q, epsilon
+            jax.random.bits(sch.keys["act"], (num_envs, 3), jnp.uint32), q, sch.epsilon
         )
-        shielded, vetoed, replace = jnp.int32(0), None, None
-        if use_shield:
-            flagged, vetoed = jax.vmap(lambda k, d, a: space.shield_check(k, d, a, gamma=gamma))(
-                keys["shield"], runner.domains, actions
-            )
-            replace = usable & explored & (actions != greedy) & flagged
-            actions = jnp.where(replace, greedy, actions)
-            shielded = jnp.sum(replace.astype(jnp.int32))
+        return q, actions, explored, greedy
 
-        step_out = jax.vmap(env.step, in_axes=(0, 0, 0, params_axis))(
-            keys["env"], runner.env_state, actions, phys_params
+    def shield_phase(space: DigitalSpace, runner: RunnerState, sch: StepSchedule, actions: jax.Array,
+                     explored: jax.Array, greedy: jax.Array) -> tuple[jax.Array, Any, Any, jax.Array]:
+        """The shield: an exploratory action the identical domain flags is replaced by the greedy one.
+        Returns ``(actions, vetoed transitions or None, replaced [num_envs] or None, count)``."""
+        if not use_shield:
+            return actions, None, None, jnp.int32(0)
+        flagged, vetoed = jax.vmap(lambda k, d, a: space.shield_check(k, d, a, gamma=gamma))(
+            sch.keys["shield"], runner.domains, actions
         )
-        next_obs, next_state, reward, terminated, truncated, info = step_out
+        replace = sch.usable & explored & (actions != greedy) & flagged
+        return jnp.where(replace, greedy, actions), vetoed, replace, jnp.sum(replace.astype(jnp.int32))
+
+    def physical_step(runner: RunnerState, sch: StepSchedule, actions: jax.Array) -> PhysicalStep:
+        """Step the physical envs (the global view gated per env) and form the 1-step transitions."""
+        phys_params, params_axis = physical_env_params(sch.usable)
+        next_obs, next_state, reward, terminated, truncated, info = jax.vmap(
+            env.step, in_axes=(0, 0, 0, params_axis)
+        )(sch.keys["env"], runner.env_state, actions, phys_params)
         final_obs = info["final_observation"]
-        physical = jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
+        transitions = jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
             runner.obs, actions, reward, terminated, final_obs, gamma
         )
+        return PhysicalStep(next_obs=next_obs, next_state=next_state, reward=reward, terminated=terminated,
+                            truncated=truncated, info=info, final_obs=final_obs, transitions=transitions)
 
-        twin_on, healthy, health = available, runner.healthy, runner.health
-        if checked:
-            scale = jnp.broadcast_to(jnp.asarray(usable, jnp.float32), (num_envs,)) if use_global else None
-            p_value, nearest = jax.vmap(
-                lambda k, d, a, o, s: space.health_check(k, d, a, o, s), in_axes=(0, 0, 0, 0, 0 if use_global else None)
-            )(keys["health"], runner.domains, actions, (final_obs, reward, terminated), scale)
-            healthy = jnp.ones((num_envs,), bool)
-            if twin.health_samples:
-                update = health + (surprise(p_value) - health) / twin.health_window
-                # Clipped as far above the threshold as a right twin's mean (1) is below it, so a
-                # twin that is right again is trusted again after about health_window * log(2) steps.
-                update = jnp.minimum(update, 2.0 * twin.health_threshold - 1.0)
-                health = jnp.where(available, update, health)
-                healthy = health <= twin.health_threshold
-            if twin.max_divergence is not None:
-                healthy = healthy & (nearest <= twin.max_divergence)
-            twin_on = available & healthy  # [num_envs]
+    def health_phase(space: DigitalSpace, runner: RunnerState, sch: StepSchedule, actions: jax.Array,
+                     ps: PhysicalStep) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """Is each env's twin plausible given what the physical env just did? ``(twin_on, healthy,
+        health)``; without a health check the twin is on wherever it is available."""
+        if not health_checked:
+            return sch.available, runner.healthy, runner.health
+        health = runner.health
+        scale = jnp.broadcast_to(jnp.asarray(sch.usable, jnp.float32), (num_envs,)) if use_global else None
+        p_value, nearest = jax.vmap(
+            lambda k, d, a, o, s: space.health_check(k, d, a, o, s), in_axes=(0, 0, 0, 0, 0 if use_global else None)
+        )(sch.keys["health"], runner.domains, actions, (ps.final_obs, ps.reward, ps.terminated), scale)
+        healthy = jnp.ones((num_envs,), bool)
+        if twin.health_samples:
+            update = health + (surprise(p_value) - health) / twin.health_window
+            # Clipped as far above the threshold as a right twin's mean (1) is below it, so a
+            # twin that is right again is trusted again after about health_window * log(2) steps.
+            update = jnp.minimum(update, 2.0 * twin.health_threshold - 1.0)
+            health = jnp.where(sch.available, update, health)
+            healthy = health <= twin.health_threshold
+        if twin.max_divergence is not None:
+            healthy = healthy & (nearest <= twin.max_divergence)
+        return sch.available & healthy, healthy, health  # twin_on: [num_envs]
 
-        trials, domains, sync_now = None, runner.domains, jnp.asarray(False)
-        if use_space:
-            if use_trials:
-                trials = jax.vmap(
-                    lambda k, d, a: space.trials(k, d, a, num_actions=spec.num_actions, gamma=gamma)
-                )(keys["trials"], runner.domains, actions)
-                # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
-                trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
-            # Like every other schedule: a sync when the physical step count (summed over envs)
-            # crosses a multiple of sync_every; with sync_every <= num_envs that is every step.
-            sync_now = jnp.asarray(True) if always_sync else crossed(steps, steps_after, twin.sync_every)
-            noise = state_noise_std(twin, steps)
-            if twin.burst_windows:
-                noise = noise + burst_std(steps, twin.burst_windows)
-            domains = jax.vmap(
-                lambda k, d, a, s, o: space.advance(k, d, a, s, o, True if always_sync else sync_now, noise)
-            )(keys["advance"], runner.domains, actions, next_state, next_obs)
-            domains = shard.constrain(domains, 1)
-            if use_lookahead:
-                policy = twin_policy(runner.agent_state, epsilon)
-                looked = jax.vmap(
-                    lambda k, d, o, a, r, te, tr, fo: space.rollouts(
-                        k, d, policy, obs=o, action=a, reward=r, terminated=te, truncated=tr,
-                        final_obs=fo, gamma=gamma,
-                    )
-                )(keys["lookahead"], domains, runner.obs, actions, reward,
-                  terminated, truncated, final_obs)
-                looked = looked.replace(
-                    returns=shard.constrain(looked.returns, 1),
-                    discounts=shard.constrain(looked.discounts, 1),
-                    next_obs=shard.constrain(looked.next_obs, 1),
+    def twin_step(space: DigitalSpace, runner: RunnerState, sch: StepSchedule, actions: jax.Array,
+                  ps: PhysicalStep, twin_on: jax.Array) -> tuple[Any, Any, jax.Array, Transition]:
+        """The digital domains: action trials from s_t, advance to s_{t+1} (sync or simulate), and the
+        look-ahead rollouts that replace the physical transitions' targets where the twin is on.
+        Returns ``(trials [domains, num_envs] or None, domains, sync_now, physical transitions)``."""
+        physical = ps.transitions
+        if not use_space:
+            return None, runner.domains, jnp.asarray(False), physical
+        trials = None
+        if use_trials:
+            trials = jax.vmap(
+                lambda k, d, a: space.trials(k, d, a, num_actions=spec.num_actions, gamma=gamma)
+            )(sch.keys["trials"], runner.domains, actions)
+            # [num_envs, domains, ...] -> [domains, num_envs, ...]: storage is per domain.
+            trials = shard.constrain(jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), trials), 0)
+        # Like every other schedule: a sync when the physical step count (summed over envs)
+        # crosses a multiple of sync_every; with sync_every <= num_envs that is every step.
+        sync_now = jnp.asarray(True) if always_sync else crossed(sch.steps, sch.steps_after, twin.sync_every)
+        noise = state_noise_std(twin, sch.steps)
+        if twin.burst_windows:
+            noise = noise + burst_std(sch.steps, twin.burst_windows)
+        domains = jax.vmap(
+            lambda k, d, a, s, o: space.advance(k, d, a, s, o, True if always_sync else sync_now, noise)
+        )(sch.keys["advance"], runner.domains, actions, ps.next_state, ps.next_obs)
+        domains = shard.constrain(domains, 1)
+        if use_lookahead:
+            policy = twin_policy(runner.agent_state, sch.epsilon)
+            looked = jax.vmap(
+                lambda k, d, o, a, r, te, tr, fo: space.rollouts(
+                    k, d, policy, obs=o, action=a, reward=r, terminated=te, truncated=tr,
+                    final_obs=fo, gamma=gamma,
                 )
-                padded = jax.vmap(lambda t: pad_branches(t, twin.lookahead_rollouts))(physical)
-                physical = _select_envs(twin_on, looked, padded)
+            )(sch.keys["lookahead"], domains, runner.obs, actions, ps.reward,
+              ps.terminated, ps.truncated, ps.final_obs)
+            looked = looked.replace(
+                returns=shard.constrain(looked.returns, 1),
+                discounts=shard.constrain(looked.discounts, 1),
+                next_obs=shard.constrain(looked.next_obs, 1),
+            )
+            padded = jax.vmap(lambda t: pad_branches(t, twin.lookahead_rollouts))(physical)
+            physical = _select_envs(twin_on, looked, padded)
+        return trials, domains, sync_now, physical
 
-        # The vetoed actions' twin transitions are learned as one more twin domain (the last),
-        # masked to the vetoed envs: tabular Q updates on them, DQN keeps them in a replay of its own.
+    def learn_phase(runner: RunnerState, sch: StepSchedule, physical: Transition, trials: Transition | None,
+                    vetoed: Transition | None, twin_on: jax.Array, replace: jax.Array | None) -> tuple[Any, Any, Any]:
+        """``agent.learn`` on this step's physical and twin transitions: ``(agent_state, storage, stats)``.
+
+        The vetoed actions' twin transitions are learned as one more twin domain (the last), masked
+        to the vetoed envs: tabular Q updates on them, DQN keeps them in a replay of its own."""
         twin_batch, twin_mask = twin_learning_batch(trials, vetoed, twin_on, replace)
         agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, twin_batch, steps, steps_after, keys["learn"], twin_mask
+            runner.agent_state, runner.storage, physical, twin_batch, sch.steps, sch.steps_after,
+            sch.keys["learn"], twin_mask,
         )
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
+        return agent_state, storage, stats
 
-        calibration = calibration_step(runner, actions, final_obs, reward, steps, steps_after, keys["calibrate"])
-        done = jnp.logical_or(terminated, truncated)
-        ep_return = runner.episode_return + reward.astype(jnp.float32)
+    def twin_step_count(sch: StepSchedule, sync_now: jax.Array, twin_on: jax.Array) -> jax.Array:
+        """Twin env steps of this vectorised step, exactly (see the counts above ``schedule``)."""
+        if not use_space:
+            return jnp.int32(0)
+        per_env = (
+            jnp.where(sch.available, health_steps + jnp.where(sync_now, 0, simulated_steps), 0)
+            + jnp.where(sch.usable, 1 if use_shield else 0, 0)
+            + jnp.where(twin_on, on_steps, 0)
+        )
+        return jnp.sum(jnp.broadcast_to(per_env, (num_envs,)).astype(jnp.int32))
+
+    def iteration(carry: tuple[RunnerState, IntervalSums], t: jax.Array):
+        """One vectorised physical step: act, shield, physical step, health check, twin step, learn,
+        calibrate, bookkeeping."""
+        runner, acc = carry
+        space = domain_space(runner)
+        sch = schedule(runner, t)
+        q, actions, explored, greedy = act(runner, sch)
+        actions, vetoed, replace, shielded = shield_phase(space, runner, sch, actions, explored, greedy)
+        ps = physical_step(runner, sch, actions)
+        twin_on, healthy, health = health_phase(space, runner, sch, actions, ps)
+        trials, domains, sync_now, physical = twin_step(space, runner, sch, actions, ps, twin_on)
+        agent_state, storage, stats = learn_phase(runner, sch, physical, trials, vetoed, twin_on, replace)
+        calibration = calibration_step(
+            runner, actions, ps.final_obs, ps.reward, sch.steps, sch.steps_after, sch.keys["calibrate"]
+        )
+
+        # Bookkeeping: episode returns, counters, numerics, the interval's sums.
+        done = jnp.logical_or(ps.terminated, ps.truncated)
+        ep_return = runner.episode_return + ps.reward.astype(jnp.float32)
         violation = (
-            jnp.sum(info["violation"].astype(jnp.int32)) if spec.has_violation else jnp.int32(0)
+            jnp.sum(ps.info["violation"].astype(jnp.int32)) if spec.has_violation else jnp.int32(0)
         )
         finished = jnp.sum(done.astype(jnp.int32))
-        twin_steps = jnp.int32(0)
-        if use_space:
-            per_env = (
-                jnp.where(available, health_steps + jnp.where(sync_now, 0, simulated_steps), 0)
-                + jnp.where(usable, 1 if use_shield else 0, 0)
-                + jnp.where(twin_on, on_steps, 0)
-            )
-            twin_steps = jnp.sum(jnp.broadcast_to(per_env, (num_envs,)).astype(jnp.int32))
-        twin_hi, twin_lo = count_add(runner.twin_transitions_hi, runner.twin_transitions_lo, twin_steps)
+        twin_hi, twin_lo = count_add(
+            runner.twin_transitions_hi, runner.twin_transitions_lo, twin_step_count(sch, sync_now, twin_on)
+        )
         fault_step, fault_code = runner.fault_step, runner.fault_code
         if config.check_numerics:
-            code = numeric_fault_code(next_obs, reward, q, stats.loss_sum)
+            code = numeric_fault_code(ps.next_obs, ps.reward, q, stats.loss_sum)
             first = (fault_step < 0) & (code > 0)
-            fault_step = jnp.where(first, steps, fault_step)
+            fault_step = jnp.where(first, sch.steps, fault_step)
             fault_code = jnp.where(first, code, fault_code)
-        faults = jnp.sum(jnp.broadcast_to(ready & ~twin_on, (num_envs,)).astype(jnp.int32))
+        faults = jnp.sum(jnp.broadcast_to(sch.ready & ~twin_on, (num_envs,)).astype(jnp.int32))
         runner = runner.replace(
-            env_state=next_state,
-            obs=next_obs,
+            env_state=ps.next_state,
+            obs=ps.next_obs,
             agent_state=agent_state,
             storage=storage,
             episode_return=jnp.where(done, 0.0, ep_return),
-            steps=steps_after,
+            steps=sch.steps_after,
             episodes=runner.episodes + finished,
             violations=runner.violations + violation,
             twin_transitions_hi=twin_hi,
             twin_transitions_lo=twin_lo,
             updates=runner.updates + stats.updates,
             shielded=runner.shielded + shielded,
-            sync_events=runner.sync_events + (sync_now & available).astype(jnp.int32),
+            sync_events=runner.sync_events + (sync_now & sch.available).astype(jnp.int32),
             twin_faults=runner.twin_faults + faults,
             fault_step=fault_step,
             fault_code=fault_code,
@@ -666,25 +787,18 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             healthy=healthy,
             calibration=calibration,
         )
-        acc = dict(
-            return_sum=acc["return_sum"] + jnp.sum(jnp.where(done, ep_return, 0.0)),
-            finished=acc["finished"] + finished,
-            loss_sum=acc["loss_sum"] + stats.loss_sum,
-            updates=acc["updates"] + stats.updates,
-            epsilon=epsilon,
-            ready=ready,
+        acc = IntervalSums(
+            return_sum=acc.return_sum + jnp.sum(jnp.where(done, ep_return, 0.0)),
+            finished=acc.finished + finished,
+            loss_sum=acc.loss_sum + stats.loss_sum,
+            updates=acc.updates + stats.updates,
+            epsilon=sch.epsilon,
+            ready=sch.ready,
         )
         return (runner, acc), None
 
-    def interval(runner, index):
-        acc = dict(
-            return_sum=jnp.float32(0.0),
-            finished=jnp.int32(0),
-            loss_sum=jnp.float32(0.0),
-            updates=jnp.int32(0),
-            epsilon=jnp.float32(0.0),
-            ready=jnp.asarray(False),
-        )
+    def interval(runner: RunnerState, index: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
+        acc = IntervalSums.zeros()
         per = config.iterations_per_interval
         first = jnp.asarray(index, jnp.int32) * per
         (runner, acc), _ = jax.lax.scan(iteration, (runner, acc), first + jnp.arange(per, dtype=jnp.int32))
@@ -692,18 +806,18 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
             physical_steps=runner.steps,
             physical_episodes=runner.episodes,
             episode_return=jnp.where(
-                acc["finished"] > 0, acc["return_sum"] / jnp.maximum(acc["finished"], 1), jnp.nan
+                acc.finished > 0, acc.return_sum / jnp.maximum(acc.finished, 1), jnp.nan
             ),
-            episodes_finished=acc["finished"],
+            episodes_finished=acc.finished,
             twin_transitions=runner.twin_transitions,
             twin_transitions_hi=runner.twin_transitions_hi,
             twin_transitions_lo=runner.twin_transitions_lo,
-            loss=acc["loss_sum"] / jnp.maximum(acc["updates"], 1).astype(jnp.float32),
+            loss=acc.loss_sum / jnp.maximum(acc.updates, 1).astype(jnp.float32),
             updates=runner.updates,
-            epsilon=acc["epsilon"],
+            epsilon=acc.epsilon,
             violations=runner.violations,
             shielded=runner.shielded,
-            twin_ready=acc["ready"].astype(jnp.int32) if twin is not None else jnp.int32(0),
+            twin_ready=acc.ready.astype(jnp.int32) if twin is not None else jnp.int32(0),
             sync_events=runner.sync_events,
             twin_faults=runner.twin_faults,
             **evaluation(runner, index),
@@ -744,7 +858,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         logger.info("%s on %s: %s", type(config).__name__, spec.name, describe(estimate))
         check_fits(estimate)
 
-    def init(key: jax.Array):
+    def init(key: jax.Array) -> tuple[RunnerState, jax.Array]:
         if check_memory:
             guard_memory(key)
         return build_state(key)
@@ -793,7 +907,7 @@ def make_train(config, env, env_params, *, twin_params=None, on_interval=None, m
         )
         return runner, jnp.arange(config.num_intervals, dtype=jnp.int32)
 
-    def run(runner: RunnerState, intervals: jax.Array):
+    def run(runner: RunnerState, intervals: jax.Array) -> tuple[RunnerState, dict[str, jax.Array]]:
         """Run the logging intervals whose indices are ``intervals`` (a slice of ``init``'s output).
 
         Under ``jax.vmap`` over seeds, pass ``intervals`` unbatched (``in_axes=(0, None)``): the
