@@ -121,13 +121,18 @@ def q_head(x: jax.Array, num_actions: int, action_dims: Sequence[int] | None, du
     return jnp.concatenate(heads)
 
 
-class MLPQNetwork(nn.Module):
-    """A multilayer perceptron mapping an encoded observation (any shape, flattened) to Q-values ``[A]``."""
+class _QNetwork(nn.Module):
+    """The fields every Q-network shares: layer widths, the number of joint actions, the action
+    factors of a branching head (None: joint head) and the dueling split (see :func:`q_head`)."""
 
     hidden_sizes: Sequence[int]
     num_actions: int
     action_dims: tuple[int, ...] | None = None
     dueling: bool = False
+
+
+class MLPQNetwork(_QNetwork):
+    """A multilayer perceptron mapping an encoded observation (any shape, flattened) to Q-values ``[A]``."""
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -146,7 +151,7 @@ def _as_matrix(x: jax.Array, what: str) -> jax.Array:
     raise ValueError(f"{what} expects one observation of rank 1 or 2 ({what} layout), got shape {x.shape}")
 
 
-class CNNQNetwork(nn.Module):
+class CNNQNetwork(_QNetwork):
     """1-D CNN over entities: ``[E, F]`` (or ``[F]`` = ``[F, 1]``) -> Q-values ``[A]``.
 
     Each convolution has kernel ``kernel_size`` along the entity axis (default 1: one filter bank
@@ -155,11 +160,7 @@ class CNNQNetwork(nn.Module):
     action names UAVs by index) and go through the dense layer and the output layer.
     """
 
-    hidden_sizes: Sequence[int]
-    num_actions: int
     kernel_size: int = 1
-    action_dims: tuple[int, ...] | None = None
-    dueling: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -174,7 +175,7 @@ class CNNQNetwork(nn.Module):
         return q_head(x, self.num_actions, self.action_dims, self.dueling)
 
 
-class GRUQNetwork(nn.Module):
+class GRUQNetwork(_QNetwork):
     """GRU over a fixed observation window: ``[W, F]`` (or ``[F]`` = ``[1, F]``) -> Q-values ``[A]``.
 
     The GRU (state size ``hidden_sizes[0]``) starts from zeros, reads the window oldest first, and
@@ -182,10 +183,6 @@ class GRUQNetwork(nn.Module):
     is short and static, so the recurrence is unrolled (one shared cell).
     """
 
-    hidden_sizes: Sequence[int]
-    num_actions: int
-    action_dims: tuple[int, ...] | None = None
-    dueling: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
