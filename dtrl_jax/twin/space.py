@@ -19,6 +19,7 @@ All functions here act on one physical environment; the loop vmaps them over ``n
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -45,7 +46,7 @@ class DomainStates:
 MIN_P_VALUE = 1e-4
 
 
-def surprise(p_value) -> jax.Array:
+def surprise(p_value: jax.Array) -> jax.Array:
     """``-log(max(p, MIN_P_VALUE))``: Exp(1) (mean 1) for a right twin's uniform p-value.
 
     Fisher's combination: a running mean of it reacts to a twin that is sometimes clearly wrong
@@ -55,7 +56,7 @@ def surprise(p_value) -> jax.Array:
     return -jnp.log(jnp.maximum(jnp.asarray(p_value, jnp.float32), MIN_P_VALUE))
 
 
-def _take(tree, idx):
+def _take(tree: Any, idx: jax.Array) -> Any:
     return jax.tree.map(lambda x: x[idx], tree)
 
 
@@ -72,7 +73,8 @@ class DigitalSpace:
         the physical observation.
     """
 
-    def __init__(self, env, env_params, twin_params, config, *, can_observe: bool, obs_is_float: bool):
+    def __init__(self, env: Any, env_params: Any, twin_params: Any, config: Any, *, can_observe: bool,
+                 obs_is_float: bool) -> None:
         self.env = env
         self.config = config
         self.num_domains = config.num_domains
@@ -81,7 +83,7 @@ class DigitalSpace:
         self.can_observe = can_observe
         self.obs_is_float = obs_is_float
 
-    def with_params(self, params) -> DigitalSpace:
+    def with_params(self, params: Any) -> DigitalSpace:
         """This space with the domains stepping with ``params``, a ``[num_domains]`` stack (e.g. the
         in-loop calibration's current parameters, carried in the loop's state)."""
         out = copy.copy(self)
@@ -89,30 +91,30 @@ class DigitalSpace:
         return out
 
     # -- helpers ----------------------------------------------------------------------------------
-    def _domain_params(self, idx: jnp.ndarray):
+    def _domain_params(self, idx: jnp.ndarray) -> tuple[Any, Any]:
         if self.params_axis is None:
             return self.params
         return _take(self.params, idx)
 
-    def _step(self, keys, states, actions, idx):
+    def _step(self, keys: jax.Array, states: Any, actions: jax.Array, idx: jax.Array) -> tuple:
         """``env.step`` in the domains ``idx`` (static int array) from ``states`` (leading axis = len(idx))."""
         return step_domains(self.env, keys, states, actions, self._domain_params(idx), self.params_axis)
 
-    def _observe(self, states, fallback_obs, idx):
+    def _observe(self, states: Any, fallback_obs: Any, idx: jax.Array) -> Any:
         if not self.can_observe:
             return fallback_obs
         return jax.vmap(lambda s, p: self.env.get_obs(s, p), in_axes=(0, self.params_axis))(
             states, self._domain_params(idx)
         )
 
-    def obs_noise(self, key, obs):
+    def obs_noise(self, key: jax.Array, obs: Any) -> Any:
         """Observation noise of the twin's sensors (float observations only)."""
         if not self.obs_is_float:
             return obs
         return add_float_noise(key, obs, self.config.obs_noise_std)
 
     # -- synchronisation ------------------------------------------------------------------------
-    def copy_physical(self, key, phys_state, phys_obs, noise_std) -> DomainStates:
+    def copy_physical(self, key: jax.Array, phys_state: Any, phys_obs: Any, noise_std: Any) -> DomainStates:
         """Every domain receives a (noisy) copy of the physical state."""
         idx = jnp.arange(self.num_domains)
         states = replicate(phys_state, self.num_domains)
@@ -126,7 +128,8 @@ class DigitalSpace:
         obs = self._observe(states, replicate(phys_obs, self.num_domains), idx)
         return DomainStates(states=states, obs=obs)
 
-    def advance(self, key, current: DomainStates, action, phys_next_state, phys_next_obs, sync_now, noise_std):
+    def advance(self, key: jax.Array, current: DomainStates, action: jax.Array, phys_next_state: Any,
+                phys_next_obs: Any, sync_now: Any, noise_std: Any) -> DomainStates:
         """Move every estimate from s_t to s_{t+1}.
 
         Domain 0 and, when ``sync_now``, all domains copy the physical s_{t+1}; otherwise the
@@ -150,7 +153,8 @@ class DigitalSpace:
         return jax.tree.map(pick, synced, simulated)
 
     # -- what-if branches -----------------------------------------------------------------------
-    def trials(self, key, domains: DomainStates, physical_action, *, num_actions: int, gamma) -> Transition:
+    def trials(self, key: jax.Array, domains: DomainStates, physical_action: jax.Array, *, num_actions: int,
+               gamma: Any) -> Transition:
         """Action trials: domain i (1 .. n-1) tries a distinct non-physical action from its estimate."""
         n = self.config.action_trials - 1
         k_act, k_env, k_noise = jax.random.split(key, 3)
@@ -164,14 +168,15 @@ class DigitalSpace:
             self.obs_noise(k2, info["final_observation"]), gamma,
         )
 
-    def identical_step(self, key, domains: DomainStates, action):
+    def identical_step(self, key: jax.Array, domains: DomainStates, action: jax.Array) -> tuple:
         """The identical domain's prediction of one physical step: ``(final_obs, info)`` for ``action``."""
         idx = jnp.arange(1)
         out = self._step(key[None], _take(domains.states, idx), jnp.reshape(action, (1,)), idx)
         info = jax.tree.map(lambda x: x[0], out[5])
         return info["final_observation"], info
 
-    def shield_check(self, key, domains: DomainStates, action, *, gamma):
+    def shield_check(self, key: jax.Array, domains: DomainStates, action: jax.Array, *,
+                     gamma: Any) -> tuple[jax.Array, Transition]:
         """The shield's look at ``action`` in the identical domain (its estimate of s_t).
 
         Returns ``(violation, transition)``: whether the twin shows ``info["violation"]``, and the
@@ -191,11 +196,12 @@ class DigitalSpace:
         )
         return info["violation"][0], transition
 
-    def shield_violation(self, key, domains: DomainStates, action) -> jax.Array:
+    def shield_violation(self, key: jax.Array, domains: DomainStates, action: jax.Array) -> jax.Array:
         """Does the identical domain predict a violation for ``action`` from its estimate of s_t?"""
         return self.identical_step(key, domains, action)[1]["violation"]
 
-    def health_check(self, key, domains: DomainStates, action, physical_outcome, obs_scale=None):
+    def health_check(self, key: jax.Array, domains: DomainStates, action: jax.Array, physical_outcome: tuple,
+                     obs_scale: jax.Array | None = None) -> tuple[jax.Array, jax.Array]:
         """Is the physical outcome of this step plausible under the identical domain?
 
         The identical domain draws K = ``config.health_draws`` independent outcomes ``(final
@@ -257,8 +263,9 @@ class DigitalSpace:
         nearest = jnp.where(finite, jnp.min(jnp.max(diff[0, 1:], axis=-1)), jnp.inf)
         return p.astype(jnp.float32), nearest
 
-    def rollouts(self, key, domains: DomainStates, policy, *, obs, action, reward, terminated, truncated,
-                 final_obs, gamma) -> Transition:
+    def rollouts(self, key: jax.Array, domains: DomainStates, policy: Callable[[jax.Array, Any], jax.Array], *,
+                 obs: Any, action: jax.Array, reward: jax.Array, terminated: jax.Array, truncated: jax.Array,
+                 final_obs: Any, gamma: Any) -> Transition:
         """M look-ahead branches of k - 1 twin steps from domains 0 .. M-1 (estimates of s_{t+1})."""
         m = self.config.lookahead_rollouts
         idx = jnp.arange(m)
