@@ -1,24 +1,25 @@
 """The loop: environment + digital twin + agent + storage composed into one pure ``train(key)``.
 
 ``make_train(config, env, env_params)`` validates everything it can before tracing and returns
-``train``, a pure function ``key -> TrainResult`` that compiles to one XLA program. Read top to
+``train``, a :class:`Trainer`: a pure function ``key -> TrainResult`` that compiles to one XLA program. Read top to
 bottom, the program is::
 
     train(key)
       reset num_envs physical environments; init agent and storage
       scan over logging intervals:                      (metrics: one row per interval)
-        scan over vectorised physical steps:
-          epsilon-greedy physical action a_t from the agent's Q(s_t)
-          shield, if on: an exploratory a_t the identical domain flags as a violation -> greedy
-          physical step -> (s_{t+1}, r_t, terminated, truncated, info)
-          twin, if on and ready:
-            trials of n - 1 other actions from the domains' estimates of s_t
-            advance the domains to s_{t+1} (copy = sync, or simulate between syncs)
-            M look-ahead rollouts of k - 1 steps from them -> averaged k-step target
-          agent.learn(physical transitions, twin transitions)   (tabular update or replay + SGD)
-          in-loop calibration, if on: record (s_t, a_t, o_{t+1}, r_t) in a ring buffer; every
-            calibrate_every steps fit the domains' EnvParams to it (dtrl_jax.twin.online)
-          episode bookkeeping (returns, violations)
+        scan over vectorised physical steps (``iteration``; each line is a named phase below):
+          schedule       step counts, keys, twin readiness / outages, epsilon
+          act            epsilon-greedy physical action a_t from the agent's Q(s_t)
+          shield_phase   if on: an exploratory a_t the identical domain flags as a violation -> greedy
+          physical_step  -> (s_{t+1}, r_t, terminated, truncated, info) and 1-step transitions
+          health_phase   if on: is the physical outcome plausible under the twin? (per env)
+          twin_step      if on and ready: trials of n - 1 other actions from the domains' estimates
+                         of s_t; advance the domains to s_{t+1} (copy = sync, or simulate between
+                         syncs); M look-ahead rollouts of k - 1 steps -> averaged k-step target
+          learn_phase    agent.learn(physical, twin and vetoed transitions)  (tabular or replay + SGD)
+          calibration    if on: record (s_t, a_t, o_{t+1}, r_t) in a ring buffer; every
+                         calibrate_every steps fit the domains' EnvParams to it (dtrl_jax.twin.online)
+          bookkeeping    episode returns, violations, exact twin-step counts, the IntervalSums
 
 With ``twin=None`` (or every twin feature off) the same program is plain physical RL. Twin agents
 act with ``agent_state`` itself, the physical agent's current parameters: parameter sync is
