@@ -36,6 +36,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from dtrl_jax.agents.base import Experience
 from dtrl_jax.agents.dqn import DQNAgent, crossed
 from dtrl_jax.agents.exploration import (
     epsilon_greedy,
@@ -714,10 +715,9 @@ def make_train(
         The vetoed actions' twin transitions are learned as one more twin domain (the last), masked
         to the vetoed envs: tabular Q updates on them, DQN keeps them in a replay of its own."""
         twin_batch, twin_mask = twin_learning_batch(trials, vetoed, twin_on, replace)
-        agent_state, storage, stats = agent.learn(
-            runner.agent_state, runner.storage, physical, twin_batch, sch.steps, sch.steps_after,
-            sch.keys["learn"], twin_mask,
-        )
+        experience = Experience(physical=physical, twin=twin_batch, twin_mask=twin_mask,
+                                steps_before=sch.steps, steps_after=sch.steps_after)
+        agent_state, storage, stats = agent.learn(runner.agent_state, runner.storage, experience, sch.keys["learn"])
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
         return agent_state, storage, stats

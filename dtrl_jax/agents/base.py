@@ -22,6 +22,27 @@ class LearnStats:
     updates: jax.Array
 
 
+@struct.dataclass
+class Experience:
+    """One vectorised step's experience, as the loop hands it to ``Agent.learn``.
+
+    Attributes:
+      physical: transitions with a leading ``[num_envs]`` axis.
+      twin: twin transitions with leading ``[domains, num_envs]`` axes (the trial domains, then the
+        shield's vetoed transitions as the last domain when the shield is on), or None.
+      twin_mask: which twin transitions are real: a bool scalar, ``[num_envs]`` or
+        ``[domains, num_envs]``; where False they must be ignored exactly, so that the agent learns
+        as plain physical RL while the twin is not ready or not healthy.
+      steps_before, steps_after: the physical step counter before / after this vectorised step.
+    """
+
+    physical: Transition
+    twin: Transition | None
+    twin_mask: Any
+    steps_before: jax.Array
+    steps_after: jax.Array
+
+
 class Agent(Protocol):
     num_actions: int
 
@@ -34,23 +55,6 @@ class Agent(Protocol):
     def init_storage(self, example: Transition, twin_example: Transition | None) -> Any:
         """Initial storage space (replay) for transitions shaped like the examples (no batch axes)."""
 
-    def learn(
-        self,
-        agent_state: Any,
-        storage: Any,
-        physical: Transition,
-        twin: Transition | None,
-        steps_before: jax.Array,
-        steps_after: jax.Array,
-        key: jax.Array,
-        twin_ready: jax.Array,
-    ) -> tuple[Any, Any, LearnStats]:
-        """Consume one vectorised step of experience.
-
-        Args:
-          physical: transitions with a leading ``[num_envs]`` axis.
-          twin: twin transitions with leading ``[domains, num_envs]`` axes, or None.
-          steps_before, steps_after: physical step counter before/after this vectorised step.
-          twin_ready: bool scalar; while False the twin transitions must be ignored exactly, so the
-            agent learns as plain physical RL.
-        """
+    def learn(self, agent_state: Any, storage: Any, experience: Experience, key: jax.Array) -> tuple[Any, Any, LearnStats]:
+        """Consume one vectorised step of experience (see :class:`Experience`); returns the new agent
+        state, the new storage and what the step did."""

@@ -39,7 +39,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from dtrl_jax.agents.base import LearnStats
+from dtrl_jax.agents.base import Experience, LearnStats
 from dtrl_jax.agents.networks import (
     branch_double_q,
     branch_max,
@@ -362,7 +362,9 @@ class DQNAgent:
             return storage, None, twin_ready
         return storage, jax.tree.map(lambda x: x[:-1], twin), mask[:-1]
 
-    def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key, twin_ready):
+    def learn(self, agent_state, storage, experience: Experience, key):
+        physical, twin, twin_ready = experience.physical, experience.twin, experience.twin_mask
+        steps_before, steps_after = experience.steps_before, experience.steps_after
         cfg = self.config
         if storage.window is not None:
             window, physical, real = self.push_n_step(storage.window, physical)

@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from dtrl_jax.agents.base import LearnStats
+from dtrl_jax.agents.base import Experience, LearnStats
 from dtrl_jax.agents.td import branch_target
 from dtrl_jax.transition import Transition
 
@@ -73,7 +73,9 @@ class TabularQAgent:
         boot = jnp.max(q[t.next_obs.astype(jnp.int32)], axis=-1)  # [B, M]
         return jax.vmap(branch_target)(t.returns, t.discounts, boot, t.weights)
 
-    def learn(self, agent_state, storage, physical, twin, steps_before, steps_after, key, twin_ready):
+    def learn(self, agent_state, storage, experience: Experience, key):
+        physical, twin, twin_ready = experience.physical, experience.twin, experience.twin_mask
+        steps_before, steps_after = experience.steps_before, experience.steps_after
         del steps_before, steps_after, key
         parts = [physical]
         masks = [jnp.ones(physical.action.shape, jnp.float32)]

@@ -1,6 +1,7 @@
 import jax.numpy as jnp
 import numpy as np
 
+from dtrl_jax.agents.base import Experience
 from dtrl_jax.agents.exploration import epsilon_greedy, greedy_action, linear_epsilon
 from dtrl_jax.agents.tabular import averaged_q_update
 from dtrl_jax.agents.td import double_q_bootstrap, td_loss
@@ -64,6 +65,7 @@ def test_tabular_learn_ignores_a_non_finite_twin_transition_when_not_ready():
     twin = jax.vmap(one_step_transition, in_axes=(0, 0, 0, 0, 0, None))(
         jnp.array([2]), jnp.array([0]), jnp.array([jnp.nan]), jnp.array([True]), jnp.array([1]), 0.9)
     twin = jax.tree.map(lambda x: x[None], twin)  # [domains=1, envs=1, ...]
-    new, _, stats = agent.learn(state, None, physical, twin, 0, 1, jax.random.key(1), jnp.asarray(False))
+    experience = Experience(physical=physical, twin=twin, twin_mask=jnp.asarray(False), steps_before=0, steps_after=1)
+    new, _, stats = agent.learn(state, None, experience, jax.random.key(1))
     assert np.all(np.isfinite(np.asarray(new.q))) and np.isfinite(float(stats.loss_sum))
     np.testing.assert_allclose(np.asarray(new.q)[0, 1], 0.1)
