@@ -2,9 +2,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dtrl_jax import storage
 from dtrl_jax.storage import (
-    buffer_add, buffer_init, buffer_sample, domain_storage_add, domain_storage_init,
-    domain_storage_sample, domain_storage_size,
+    buffer_add,
+    buffer_init,
+    buffer_sample,
+    domain_storage_add,
+    domain_storage_init,
+    domain_storage_sample,
+    domain_storage_size,
 )
 
 
@@ -45,3 +51,30 @@ def test_disabled_add_leaves_a_full_buffer_untouched_under_jit():
     st = domain_storage_init({"a": jnp.int32(0)}, num_domains=2, capacity_per_domain=3)
     st = jax.jit(domain_storage_add)(st, {"a": jnp.array([[1, 2], [3, 4]])}, jnp.asarray(False))
     assert int(domain_storage_size(st)) == 0 and not np.asarray(st.buffers.data["a"]).any()
+
+
+def _numpy_ring(store, new, position, enabled=True):
+    """The reference: item j of ``new`` goes to slot (position + j) % capacity."""
+    out = np.array(store)
+    if enabled:
+        for j in range(new.shape[0]):
+            out[(position + j) % store.shape[0]] = new[j]
+    return out
+
+
+def test_domain_storage_whole_batch_adds_wrap_like_one_buffer_per_domain():
+    domains, capacity, b = 3, 5, 2
+    st = storage.domain_storage_init({"x": jnp.zeros((2,))}, domains, capacity)
+    ref = np.zeros((domains, capacity, 2), np.float32)
+    add = jax.jit(storage.domain_storage_add)
+    position = 0
+    for step in range(7):  # wraps (5 is not a multiple of 2) and skips one disabled add
+        enabled = step != 3
+        batch = np.arange(domains * b * 2, dtype=np.float32).reshape(domains, b, 2) + 100 * step
+        st = add(st, {"x": batch}, jnp.asarray(enabled))
+        for d in range(domains):
+            ref[d] = _numpy_ring(ref[d], batch[d], position, enabled)
+        position = (position + (b if enabled else 0)) % capacity
+        np.testing.assert_array_equal(np.asarray(st.buffers.data["x"]), ref)
+        np.testing.assert_array_equal(np.asarray(st.buffers.position), [position] * domains)
+    assert int(storage.domain_storage_size(st)) == domains * capacity
