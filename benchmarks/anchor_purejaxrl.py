@@ -9,7 +9,7 @@ the edits current packages need, and point this script at the edited ``dqn.py`` 
 the JSON's ``config``): gymnax 1.x's six-value ``step`` unpacked with ``done = terminated | truncated`` (twice),
 ``jax.tree_map`` -> ``jax.tree.map``, and the ``wandb`` import and ``wandb.init`` dropped; it needs
 ``flashbax`` installed. Without it the script says so and measures our own PureJaxRL-style
-``benchmarks.reference_dqn`` instead (``config.anchor: "reference_dqn"`` in the JSON).
+``benchmarks._reference_dqn`` instead (``config.anchor: "reference_dqn"`` in the JSON).
 
 Writes ``anchor_purejaxrl.json`` in the harness schema ``dtrl-bench/1``: ``summary[form]`` the medians
 (``ours_steps_per_s``, ``<anchor>_steps_per_s``, ``ratio``, compile seconds), ``measurements`` every
@@ -95,7 +95,7 @@ def worker(impl: str, form: str, steps: int, seeds: int, path: str | None) -> di
             ret = np.asarray(out["metrics"]["returns"], np.float64)
             return float(ret[..., -max(1, ret.shape[-1] // 10):].mean())
     elif impl == "reference_dqn":
-        from benchmarks import reference_dqn
+        from benchmarks import _reference_dqn as reference_dqn
 
         env, params = gymnax.make("CartPole-v1")
         train = reference_dqn.make_train(reference_dqn.config_from_dqn(our_config(steps)), env, params)
@@ -173,7 +173,7 @@ def main(argv=None) -> dict[str, Any]:
     anchor = "purejaxrl"
     if not args.purejaxrl or not Path(args.purejaxrl).is_file():
         _common.log(f"PureJaxRL's dqn.py not given (--purejaxrl or ${ENV_VAR}): measuring our PureJaxRL-style "
-                    "benchmarks/reference_dqn.py instead; see this module's docstring for how to get the real one")
+                    "benchmarks/_reference_dqn.py instead; see this module's docstring for how to get the real one")
         anchor = "reference_dqn"
     plan = [("single", args.single_steps, 1), ("vmap", args.seed_steps, args.seeds)]
     rows: list[dict[str, Any]] = []

@@ -29,13 +29,18 @@ Curves are summaries (mean and std over seeds at each logging point); anything r
 them is not stored. JSON is written compactly (``_common.compact_json``: one line per curve).
 
 **Also here.** ``run_arms(final_eval=E)``: the final agent's greedy policy on E fresh physical episodes
-per seed (``runs[arm]["_final_eval"]``). ``run_phased``: arms whose physical or twin params change
+per seed (``runs[arm]["_final_eval"]``); ``run_arms(probe=f)``: ``f(agent_state)`` recorded after every
+logging interval (e.g. a Q-table's exact greedy value); ``run_arms(seed_keys=...)``: explicit seed keys
+(a study on the first seeds of a larger run). ``run_seeds``: one vmapped program the harness does not
+build (e.g. ``make_async_train``), compiled ahead of time. ``run_phased``: arms whose physical or twin params change
 between phases (pre-training on a twin, a scenario change), all rows of one program, with
 ``physical_part`` to compare them at the same physical budget. Per-seed figures: ``per_seed``
 (``{"mean", "std", "per_seed"}``), ``paired`` (arm minus control on the same seeds), ``window_rate``,
 ``final_training_return``, ``returns_summary``, ``reach_steps``. Sectioned files (one section per
 agent or scenario, run separately and merged): ``write_sections`` / ``merge_sections``, each section's
 config ``stamped`` with its own provenance.
+Timing benchmarks build their panels from measurement rows with ``points_panel`` (x = domains, batch
+size, devices..., one series per case); ``plot_curves``/``draw_panel`` and ``save_with_caption`` draw.
 """
 
 from __future__ import annotations

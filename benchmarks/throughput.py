@@ -18,7 +18,7 @@ rollouts over the vmapped domain axis, replay, gradient step, metrics), compiled
    device's ``memory_stats()`` (GPU), and ``dtrl_jax.train.estimate_memory``'s figure.
 2. **Seeds sweep.** The same programs under ``jax.vmap`` over 1, 8, 32 seeds (aggregate physical
    steps/s over all seeds).
-3. **Reference.** ``DQNConfig(twin=None)`` against ``benchmarks.reference_dqn`` (a single-file
+3. **Reference.** ``DQNConfig(twin=None)`` against ``benchmarks._reference_dqn`` (a single-file
    PureJaxRL-style DQN with the same hyper-parameters) on CartPole, 500k physical steps, the same
    seeds, compiled and timed in this same process with the timed calls interleaved (A B B A ...), so
    both see the same background load. Reports the steps/s ratio ours / reference and both final
@@ -523,7 +523,7 @@ def compare_reference(
     import gymnax
 
     import dtrl_jax as dt
-    from benchmarks import reference_dqn
+    from benchmarks import _reference_dqn as reference_dqn
 
     env, params = gymnax.make("CartPole-v1")
     log_every = 1_000

@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/throughput.py`` (and ``reference_dqn``): tiny settings, JSON schema only.
+"""Smoke test of ``benchmarks/throughput.py`` (and ``_reference_dqn``): tiny settings, the results schema.
 
 Speed is never asserted here; the benchmark itself reports it. To stay well under a minute on a 2-core
 CPU the sweep runs only the tabular case (cheap to compile) and the reference comparison the two DQN
@@ -135,7 +135,7 @@ def test_table_and_points_helpers():
 
 def test_reference_dqn_config_mirrors_dqnconfig():
     import dtrl_jax as dt
-    from benchmarks import reference_dqn
+    from benchmarks import _reference_dqn as reference_dqn
 
     cfg = dt.DQNConfig()
     ref = reference_dqn.config_from_dqn(cfg)

@@ -21,7 +21,7 @@ Two documented choices where PureJaxRL differs from itself across versions:
 
 Usage::
 
-    python -m benchmarks.reference_dqn [--steps 500000] [--seeds 1]
+    python -m benchmarks._reference_dqn [--steps 500000] [--seeds 1]
 
 prints steps/s and the final return; ``benchmarks.throughput`` times it next to dtrl-jax.
 """
@@ -212,7 +212,7 @@ def final_return(metrics, fraction: float = 0.1) -> float:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import gymnax
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.reference_dqn", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks._reference_dqn", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=DEFAULT_CONFIG["total_timesteps"])
     p.add_argument("--seeds", type=int, default=1)
     args = p.parse_args(argv)
