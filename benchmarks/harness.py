@@ -399,7 +399,7 @@ def points_panel(rows: Sequence[dict[str, Any]], *, x: str, y: str, series_of: C
     for name, rs in grouped.items():
         rs = sorted(rs, key=lambda r: float(r[x]))
         out[name] = {"x": [float(r[x]) for r in rs], "mean": [float(r[y]) for r in rs],
-                     "std": [float(r[std] or 0.0) if std else 0.0 for r in rs],
+                     "std": [float(r.get(std) or 0.0) if std else 0.0 for r in rs],
                      "seeds": int(seeds(rs[0]) if callable(seeds) else seeds)}
     return {"x": x, "y": y, "xlabel": xlabel or x.replace("_", " "), "ylabel": ylabel or y.replace("_", " "),
             "series": out}
