@@ -46,6 +46,7 @@ size, devices..., one series per case); ``plot_curves``/``draw_panel`` and ``sav
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shlex
 import sys
@@ -250,22 +251,29 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         label = members[0].name if len(members) == 1 else f"{members[0].name} +{len(members) - 1}"
         template = members[0]
         reporter = _reporter(label, template.config.num_intervals) if progress else None
-        configs = _stack([a.config for a in members])
-        tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
-
         one = _program(env, env_params, keep, final_eval, reporter, probe)
-        fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0, 0)),
-                      in_axes=(0, 0 if tparams is not None else None, None, None))
+        if len(members) == 1:
+            # a group of one: its config and twin params are constants of the program (as in a plain
+            # jax.jit(jax.vmap(make_train(cfg, ...)))), which XLA can fold
+            args = ()
+            fn = jax.vmap(functools.partial(one, template.config, template.twin_params))
+        else:
+            configs = _stack([a.config for a in members])
+            tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
+            args = (configs, tparams)
+            fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0, 0)),
+                          in_axes=(0, 0 if tparams is not None else None, None, None))
         with jax.default_device(device):
             t0 = time.perf_counter()
-            compiled = jax.jit(fn).lower(configs, tparams, keys, eval_keys).compile()
+            compiled = jax.jit(fn).lower(*args, keys, eval_keys).compile()
             t1 = time.perf_counter()
             if progress:
                 _common.log(f"  [{label}] compiled in {t1 - t0:.1f}s; {len(members)} arm(s) x {seeds} seed(s)")
-            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(configs, tparams, keys, eval_keys)))
+            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(*args, keys, eval_keys)))
             t2 = time.perf_counter()
         for j, arm in enumerate(members):
-            out[arm.name] = jax.tree.map(lambda v, j=j: v[j], result)
+            # a group of one is [seeds, ...] already; a stacked group [arms, seeds, ...]
+            out[arm.name] = result if len(members) == 1 else jax.tree.map(lambda v, j=j: v[j], result)
             out[arm.name]["_timing"] = {"compile_s": t1 - t0, "run_s": t2 - t1, "group": label}
     return {name: out[name] for name in names}
 
