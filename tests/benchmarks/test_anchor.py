@@ -19,7 +19,7 @@ def test_both_sides_get_purejaxrl_settings():
 @pytest.mark.slow
 def test_fallback_without_purejaxrl(tmp_path, monkeypatch):
     monkeypatch.delenv(anchor.ENV_VAR, raising=False)
-    doc = anchor.main(["--rounds", "1", "--single-steps", "11000", "--seed-steps", "11000", "--seeds", "1",
+    doc = anchor.main(["--rounds", "1", "--single-steps", "20000", "--seed-steps", "20000", "--seeds", "1",
                        "--out", str(tmp_path)])
     assert doc["config"]["anchor"] == "reference_dqn" and doc["config"]["edits"] == []
     d = check_results(tmp_path, "anchor_purejaxrl", mode="default", png=False, summary_keys=[
