@@ -6,10 +6,14 @@ PureJaxRL is not our code and is never committed here. To measure against it, pu
 scratch folder outside the repository (e.g. ``fetch`` luchris429/purejaxrl, commit 31756b1), apply
 the edits current packages need, and point this script at the edited ``dqn.py`` with
 ``--purejaxrl`` or the ``DTRL_PUREJAXRL_DQN`` environment variable. The edits (``EDITS``, recorded in
-the JSON): gymnax 1.x's six-value ``step`` unpacked with ``done = terminated | truncated`` (twice),
+the JSON's ``config``): gymnax 1.x's six-value ``step`` unpacked with ``done = terminated | truncated`` (twice),
 ``jax.tree_map`` -> ``jax.tree.map``, and the ``wandb`` import and ``wandb.init`` dropped; it needs
 ``flashbax`` installed. Without it the script says so and measures our own PureJaxRL-style
-``benchmarks.reference_dqn`` instead (``anchor: "reference_dqn"`` in the JSON).
+``benchmarks._reference_dqn`` instead (``config.anchor: "reference_dqn"`` in the JSON).
+
+Writes ``anchor_purejaxrl.json`` in the harness schema ``dtrl-bench/1``: ``summary[form]`` the medians
+(``ours_steps_per_s``, ``<anchor>_steps_per_s``, ``ratio``, compile seconds), ``measurements`` every
+process's row, panel ``steps_per_s`` each implementation and form against the round.
 
 Method (the same for both sides): CartPole-v1 with PureJaxRL's own settings (10 envs, buffer 10,000,
 batch 128, lr 2.5e-4, learning starts 10,000, one update per 10 env steps, target copy every 500,
@@ -91,7 +95,7 @@ def worker(impl: str, form: str, steps: int, seeds: int, path: str | None) -> di
             ret = np.asarray(out["metrics"]["returns"], np.float64)
             return float(ret[..., -max(1, ret.shape[-1] // 10):].mean())
     elif impl == "reference_dqn":
-        from benchmarks import reference_dqn
+        from benchmarks import _reference_dqn as reference_dqn
 
         env, params = gymnax.make("CartPole-v1")
         train = reference_dqn.make_train(reference_dqn.config_from_dqn(our_config(steps)), env, params)
@@ -164,12 +168,12 @@ def main(argv=None) -> dict[str, Any]:
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')}={getattr(args, name)}: expected >= 1")
 
-    from benchmarks import _common, _paper
+    from benchmarks import _common, harness
 
     anchor = "purejaxrl"
     if not args.purejaxrl or not Path(args.purejaxrl).is_file():
         _common.log(f"PureJaxRL's dqn.py not given (--purejaxrl or ${ENV_VAR}): measuring our PureJaxRL-style "
-                    "benchmarks/reference_dqn.py instead; see this module's docstring for how to get the real one")
+                    "benchmarks/_reference_dqn.py instead; see this module's docstring for how to get the real one")
         anchor = "reference_dqn"
     plan = [("single", args.single_steps, 1), ("vmap", args.seed_steps, args.seeds)]
     rows: list[dict[str, Any]] = []
@@ -193,12 +197,20 @@ def main(argv=None) -> dict[str, Any]:
         summary[form] = {"ours_steps_per_s": ours, f"{anchor}_steps_per_s": ref, "ratio": ours / ref if ref else None,
                          "ours_compile_s": med("ours", form, "compile_s"),
                          f"{anchor}_compile_s": med(anchor, form if form != "vmap_run" else "vmap", "compile_s")}
-    doc = {"anchor": anchor, "purejaxrl_commit": PUREJAXRL_COMMIT if anchor == "purejaxrl" else None,
-           "edits": list(EDITS) if anchor == "purejaxrl" else [], "settings": {**SETTINGS, "env": "CartPole-v1"},
-           "method": "one process per measurement, interleaved rounds, median over rounds, one timed call after "
-                     "ahead-of-time compilation", "provenance": _paper.git_state(),
-           "rounds": args.rounds, "summary": summary, "measurements": rows}
-    _common.write_results(NAME, doc, args.out)
+    config = {"anchor": anchor, "purejaxrl_commit": PUREJAXRL_COMMIT if anchor == "purejaxrl" else None,
+              "edits": list(EDITS) if anchor == "purejaxrl" else [], "settings": {**SETTINGS, "env": "CartPole-v1"},
+              "method": "one process per measurement, interleaved rounds, median over rounds, one timed call after "
+                        "ahead-of-time compilation",
+              "rounds": args.rounds, "single_steps": args.single_steps, "seed_steps": args.seed_steps,
+              "seeds": args.seeds, "load_average_at_end": _common.load_average()}
+    # one series per implementation and form: its steps/s in each round (the summary holds the medians)
+    curves = {"steps_per_s": harness.points_panel(
+        rows, x="round", y="steps_per_s", series_of=lambda r: f"{r['impl']} {r['form']}",
+        seeds=lambda r: 1 if r["form"] == "single" else args.seeds, xlabel="round (implementations interleaved)",
+        ylabel="physical steps/s, all seeds (one fresh process per point)")}
+    doc = {"config": config, "summary": summary, "curves": curves}
+    harness.write(NAME, mode="default", **doc, out=args.out, extra={"measurements": rows})
+    doc["measurements"] = rows
     for form, s in summary.items():
         if s["ratio"] is not None:
             _common.log(f"{form:8s}: ours/{anchor} = {s['ratio']:.2f}")

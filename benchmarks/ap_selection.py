@@ -4,9 +4,10 @@ Physical Q-learning (``twin=None``) against DT-enhanced Q-learning with n = 2, 3
 action trials (``TwinConfig(num_domains=n, action_trials=n)``: from every physical state, the physical
 action plus n - 1 other distinct APs are executed, the others in digital domains, and every outcome
 updates Q; n = 5 is a full sweep of the 5 APs). Every variant is the same program with the twin on or
-off; each variant's seeds run as one ``jax.jit(jax.vmap(...))`` over keys, the per-seed function being
-``dt.make_train(cfg, env, params)`` split with ``train.init`` / ``train.run`` at every logging interval
-(equal to one full run, see ``make_train``) to read the Q-table there.
+off; ``harness.run_arms`` trains each arm's seeds as one ``jax.jit(jax.vmap(...))`` over keys (the
+sensitivity settings of one n, differing only in traced fields, as one program), running ``train.init``
+and a scan of ``train.run`` over the logging intervals so that its probe reads the Q-table after each
+(equal to one full run, see ``make_train``).
 
 Metric: the **greedy return**, the expected undiscounted return of one drive under the greedy policy of
 the current Q-table (argmax, ties split uniformly, as the library's greedy rule), computed exactly with
@@ -50,23 +51,26 @@ Usage::
     python -m benchmarks.ap_selection --sensitivity           # 4,000 episodes, 16 seeds + sensitivity (CPU)
     python -m benchmarks.ap_selection --full --device gpu     # 30,000 episodes, 64 seeds (paper scale)
 
-Writes ``benchmarks/results/ap_selection.json`` and ``ap_selection.png`` (or under ``--out``).
+Writes ``benchmarks/results/ap_selection.json`` (harness schema ``dtrl-bench/1``: ``summary`` holds the
+headline per greedy metric, ``variants`` (per arm: plateaus, paired gains, reaches, settling) and the
+``sensitivity`` rows; ``curves`` the panels ``greedy_eval``, ``greedy_exact``, ``train_return``, ``epsilon``)
+and ``ap_selection.png`` (or under ``--out``).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 import dtrl_jax as dt
-from benchmarks import _common, _paper
+from benchmarks import _common, harness
 from dtrl_jax import convergence as conv
 from dtrl_jax.envs import access_point as apm
 
@@ -161,40 +165,21 @@ def label_of(n: int) -> str:
     return "physical QL" if n <= 1 else f"DT-enhanced QL, n = {n}"
 
 
-#: Metrics kept per logging interval (plus ``exact``, the Q-table's exact greedy return).
+#: Metrics kept per logging interval (plus ``exact``, the Q-table's exact greedy return, from the probe).
 KEPT = ("physical_episodes", "episode_return", "eval_return", "epsilon", "twin_transitions", "violations")
 
 
-def with_exact_greedy(train, w: jax.Array):
-    """Per-seed function: ``train`` run interval by interval, the Q-table's exact greedy return after each."""
-
-    def run(key):
-        runner, intervals = train.init(key)
-
-        def body(r, i):
-            r, m = train.run(r, intervals[i][None])
-            row = {k: m[k][0] for k in KEPT}
-            row["exact"] = apm.greedy_return(r.agent_state.q, w)
-            return r, row
-
-        return jax.lax.scan(body, runner, jnp.arange(intervals.shape[0]))[1]
-
-    return run
+def arm(n: int, hyper: dict[str, Any], sched: dict[str, Any], num_envs: int, steps_per_episode: float,
+        eval_episodes: int = EVAL_EPISODES, setting: str | None = None) -> harness.Arm:
+    """The arm with ``n`` action trials (1 = physical) under ``hyper``; ``setting`` names a sensitivity row."""
+    return harness.Arm(label_of(n) + ("" if setting is None else f" [{setting}]"),
+                       make_config(n, sched, num_envs, hyper, steps_per_episode, eval_episodes),
+                       info={"action_trials": n, "setting": setting})
 
 
-def run_variant(n, hyper, sched, num_envs, steps_per_episode, env, params, w, keys, device, tag="",
-                eval_episodes: int = EVAL_EPISODES) -> dict:
-    """Train every seed of one variant (one vmap); return its raw per-seed curves under ``_m``."""
-    label = label_of(n) + tag
-    cfg = make_config(n, sched, num_envs, hyper, steps_per_episode, eval_episodes)
-    _common.log(f"-- {label}: {keys.shape[0]} seeds x {cfg.total_timesteps:,} physical steps")
-    m, compile_s, run_s = _paper.run_seeds(with_exact_greedy(dt.make_train(cfg, env, params), w), keys, label,
-                                           device, keep=lambda out: out)
-    return {"label": label, "action_trials": n, "compile_s": compile_s, "run_s": run_s,
-            "twin": None if n <= 1 else {"num_domains": n, "action_trials": n},
-            "twin_transitions_per_seed": float(np.mean(m["twin_transitions"][:, -1])),
-            "violations_per_seed": float(np.mean(m["violations"][:, -1])),
-            "_m": {k: np.asarray(v, np.float64) for k, v in m.items()}}
+def exact_greedy(w: jax.Array):
+    """The harness probe: the Q-table's exact expected greedy return after every logging interval."""
+    return lambda agent_state: {"exact": apm.greedy_return(agent_state.q, w)}
 
 
 def _opt(x: float) -> float | None:
@@ -207,14 +192,15 @@ def measures(x: np.ndarray, y: np.ndarray, phys: np.ndarray, level: float, windo
     ``phys`` are physical QL's curves of the same metric (seed ``i`` paired with seed ``i``), ``level`` its
     seed-mean plateau; per-seed first reaches use a trailing mean over ``window`` points.
     """
-    mean = np.nanmean(y, axis=0)
+    with np.errstate(invalid="ignore"):
+        mean = np.nanmean(y, axis=0)
+        mean_phys = np.nanmean(phys, axis=0)
     own = conv.plateau(y)
     diff = own - conv.plateau(phys)
     reach = conv.reach_ratios(x, phys, y, [level - d for d in REACH_MARGINS], window=window)
-    mean_phys = np.nanmean(phys, axis=0)
     out = {
         "plateau_mean": float(np.mean(own)), "plateau_std": float(np.std(own)),
-        "plateau_per_seed": _paper.to_list(own, 3),
+        "plateau_per_seed": np.round(own, 3).tolist(),
         "paired_gain_over_physical_mean": float(np.mean(diff)), "paired_gain_over_physical_std": float(np.std(diff)),
         "seeds_above_physical": int(np.sum(diff > 0)),
         "reach_physical_plateau": {},
@@ -234,33 +220,39 @@ def measures(x: np.ndarray, y: np.ndarray, phys: np.ndarray, level: float, windo
     return out
 
 
-def summarise(variants: list[dict[str, Any]], smooth_points: int, per_seed_curves: bool = True) -> dict[str, Any]:
-    """Curves and measures of every variant, in place; the cross-variant summary is returned.
+def variant_figures(runs: dict[str, dict[str, np.ndarray]], arms: Sequence[harness.Arm], phys: dict[str, np.ndarray],
+                    smooth_points: int) -> dict[str, dict[str, Any]]:
+    """Per arm: the measures of both greedy metrics against the physical runs ``phys`` (same seeds).
 
-    Two greedy metrics: ``eval`` (the library's ``eval_return``: EVAL_EPISODES sampled greedy drives
-    per seed and interval; the judged one) and ``exact`` (the Q-table's exact expected greedy return).
+    Two greedy metrics: ``greedy_eval`` (the library's ``eval_return``: EVAL_EPISODES sampled greedy drives
+    per seed and interval; the judged one) and ``greedy_exact`` (the Q-table's exact expected greedy return).
     """
-    phys = next((v for v in variants if v["action_trials"] <= 1), variants[0])
-    x = np.mean(phys["_m"]["physical_episodes"], axis=0)
-    levels = {k: float(np.mean(conv.plateau(phys["_m"][k]))) for k in METRICS}
-    for v in variants:
-        m = v.pop("_m") if v is not phys else v["_m"]
-        t_mean, t_std = _paper.curve_stats(conv.smooth(m["episode_return"], smooth_points))
-        v.update(x=_paper.to_list(np.mean(m["physical_episodes"], axis=0), 1), x_label="physical episodes",
-                 train_return_smoothed_mean=_paper.to_list(t_mean, 2), train_return_smoothed_std=_paper.to_list(t_std, 2),
-                 train_return_final_mean=float(np.nanmean(_paper.tail_mean(m["episode_return"], smooth_points))),
-                 epsilon=_paper.to_list(np.mean(m["epsilon"], axis=0), 4), total_episodes=float(x[-1]))
+    x = np.mean(np.asarray(phys["physical_episodes"], np.float64), axis=0)
+    levels = {k: float(np.mean(conv.plateau(np.asarray(phys[k], np.float64)))) for k in METRICS}
+    out = {}
+    for a in arms:
+        m = {k: np.asarray(v, np.float64) for k, v in runs[a.name].items() if not k.startswith("_")}
+        v = {"action_trials": a.info["action_trials"], "total_episodes": float(x[-1]),
+             "train_return_final_mean": float(np.nanmean(_tail_mean(m["episode_return"], smooth_points))),
+             "twin_transitions_per_seed": float(np.mean(m["twin_transitions"][:, -1])),
+             "violations_per_seed": float(np.mean(m["violations"][:, -1]))}
         for k, name in METRICS.items():
-            g_mean, g_std = _paper.curve_stats(m[k])
-            v[name] = {"mean": _paper.to_list(g_mean, 3), "std": _paper.to_list(g_std, 3),
-                       **measures(x, m[k], phys["_m"][k], levels[k], EVAL_WINDOW if k == "eval_return" else 1)}
-            if per_seed_curves:
-                v[name]["per_seed"] = [_paper.to_list(row, 2) for row in m[k]]
-        # the plotted greedy curve (the smoke tests and _paper helpers read "mean"/"std")
-        v["mean"], v["std"] = v["greedy_eval"]["mean"], v["greedy_eval"]["std"]
-    phys.pop("_m")
-    ordered = sorted(variants, key=lambda v: v["action_trials"])
-    best = ordered[-1]
+            v[name] = measures(x, m[k], np.asarray(phys[k], np.float64), levels[k],
+                               EVAL_WINDOW if k == "eval_return" else 1)
+        out[a.name] = v
+    return out
+
+
+def _tail_mean(y: np.ndarray, tail: int) -> np.ndarray:
+    """Per seed: the mean of the last ``tail`` finite values of ``y[S, T]`` (NaN if none)."""
+    return np.asarray([row[np.isfinite(row)][-max(1, tail):].mean() if np.isfinite(row).any() else np.nan
+                       for row in np.asarray(y, np.float64)])
+
+
+def headline(variants: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The cross-variant figures the README quotes, per greedy metric: physical vs the largest n."""
+    ordered = sorted(variants.values(), key=lambda v: v["action_trials"])
+    phys, best = ordered[0], ordered[-1]
     out = {}
     for name in METRICS.values():
         plateaus = [v[name]["plateau_mean"] for v in ordered]
@@ -280,27 +272,35 @@ def summarise(variants: list[dict[str, Any]], smooth_points: int, per_seed_curve
     return out
 
 
-def sensitivity_table(runs: list[dict[str, Any]], per_setting: int, smooth_points: int) -> list[dict[str, Any]]:
-    """Rows of the sensitivity table from raw runs (``run_variant`` outputs with a ``setting``).
-
-    ``runs`` come in groups of ``per_setting`` (one per n, physical first), the baseline group first.
-    Every group is summarised with the baseline physical run prepended, so that each setting's
-    episodes-to-level are measured against the same level: the baseline physical plateau.
-    """
-    base = {"label": "baseline physical", "action_trials": 0, "_m": runs[0]["_m"]}
+def sensitivity_rows(runs: dict[str, dict[str, np.ndarray]], arms: Sequence[harness.Arm], baseline: str,
+                     smooth_points: int) -> list[dict[str, Any]]:
+    """Rows of the sensitivity table: every arm measured against the baseline physical run ``runs[baseline]``,
+    so that each setting's episodes-to-level are measured against the same level (the baseline plateau)."""
+    figures = variant_figures(runs, arms, runs[baseline], smooth_points)
     rows = []
-    for i in range(0, len(runs), per_setting):
-        group = [dict(base)] + runs[i:i + per_setting]
-        summarise(group, smooth_points, per_seed_curves=False)
-        for v in group[1:]:
-            row = {"setting": v["setting"], "action_trials": v["action_trials"]}
-            for name in METRICS.values():
-                g = v[name]
-                row[name] = {"plateau_mean": g["plateau_mean"], "plateau_std": g["plateau_std"],
-                             "episodes_to_level": g["reach_physical_plateau"]["minus_0"]["mean_curve"],
-                             "settle_within_0.5": g["settle_own_plateau"]["within_0.5"]["mean_curve"]}
-            rows.append(row)
+    for a in arms:
+        row = {"setting": a.info["setting"], "action_trials": a.info["action_trials"]}
+        for name in METRICS.values():
+            g = figures[a.name][name]
+            row[name] = {"plateau_mean": g["plateau_mean"], "plateau_std": g["plateau_std"],
+                         "episodes_to_level": g["reach_physical_plateau"]["minus_0"]["mean_curve"],
+                         "settle_within_0.5": g["settle_own_plateau"]["within_0.5"]["mean_curve"]}
+        rows.append(row)
     return rows
+
+
+def curves(runs: dict[str, dict[str, np.ndarray]], names: Sequence[str], smooth_points: int) -> dict[str, Any]:
+    """The figure's panels against physical episodes: both greedy returns, the smoothed training return, epsilon."""
+    x = "physical_episodes"
+    return {
+        "greedy_eval": harness.panel(runs, y="eval_return", x=x, arms=names,
+                                     ylabel="greedy return (eval_return, sampled greedy drives)"),
+        "greedy_exact": harness.panel(runs, y="exact", x=x, arms=names,
+                                      ylabel="exact greedy return of the Q-table (access_point.greedy_return)"),
+        "train_return": harness.panel(runs, y="episode_return", x=x, arms=names, smooth=smooth_points,
+                                      ylabel=f"training return, moving average over {smooth_points} points"),
+        "epsilon": harness.panel(runs, y="epsilon", x=x, arms=names[:1], ylabel="epsilon (all variants)"),
+    }
 
 
 def _num(x: float | None, digits: int = 0) -> str:
@@ -308,39 +308,38 @@ def _num(x: float | None, digits: int = 0) -> str:
 
 
 def plot(doc: dict[str, Any], path) -> None:
-    """Three panels: greedy return, training return (smoothed), epsilon, all against physical episodes."""
+    """Three panels: greedy return (solid: eval_return, dotted: exact), training return (smoothed), epsilon."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cfg, hyper, ref = doc["config"], doc["config"]["hyper"], doc["reference_returns"]
+    cfg, hyper, ref = doc["config"], doc["config"]["hyper"], doc["config"]["reference_returns"]
     s = doc["summary"]["greedy_eval"]
-    none_nan = lambda ys: [np.nan if y is None else y for y in ys]  # noqa: E731
-    colors = _paper.COLORS
+    figs = doc["summary"]["variants"]
+    cu = doc["curves"]
     greedy = []
-    for i, v in enumerate(doc["variants"]):
-        g, e = v["greedy_eval"], v["greedy_exact"]
-        greedy.append({"label": f"{v['label']} (plateau {g['plateau_mean']:.2f})", "x": v["x"], "color": colors[i],
-                       "mean": none_nan(g["mean"]), "std": none_nan(g["std"])})
-        greedy.append({"label": "_nolegend_", "x": v["x"], "color": colors[i], "linestyle": ":",
-                       "mean": none_nan(e["mean"]), "std": [0.0] * len(e["mean"])})
-    train = [{"label": v["label"], "x": v["x"], "mean": none_nan(v["train_return_smoothed_mean"]),
-              "std": none_nan(v["train_return_smoothed_std"])} for v in doc["variants"]]
+    for i, (label, g) in enumerate(cu["greedy_eval"]["series"].items()):
+        e = cu["greedy_exact"]["series"][label]
+        greedy.append({**g, "label": f"{label} (plateau {figs[label]['greedy_eval']['plateau_mean']:.2f})",
+                       "color": harness.COLORS[i]})
+        greedy.append({**e, "label": "_nolegend_", "color": harness.COLORS[i], "linestyle": ":",
+                       "std": [0.0] * len(e["mean"])})
+    train = [{**t, "label": label} for label, t in cu["train_return"]["series"].items()]
     hlines = [(ref["oracle"], f"best AP on the exact state {ref['oracle']:.1f}"),
               (ref["tabular_optimum"], f"best tabular policy {ref['tabular_optimum']:.1f}"),
               (ref["heuristic"], f"small cell if covered, else macro {ref['heuristic']:.1f}")]
     fig, (ax_g, ax_t, ax_e) = plt.subplots(1, 3, figsize=(18, 6.0), dpi=100, gridspec_kw={"width_ratios": [3, 3, 1.4]})
-    _paper.plot_curves(None, greedy, xlabel="physical episodes", ylabel="greedy return (eval_return; dotted: exact)",
-                       title="AP selection (paper Fig. 4 shape): greedy policy of the Q-table", caption="",
-                       hlines=hlines, ax=ax_g)
+    harness.plot_curves(None, greedy, xlabel="physical episodes", ylabel="greedy return (eval_return; dotted: exact)",
+                        title="AP selection (paper Fig. 4 shape): greedy policy of the Q-table", caption="",
+                        hlines=hlines, ax=ax_g)
     # zoom on the band where the curves separate (their first points lie far below)
     ax_g.set_ylim(min(s["physical_plateau"], ref["heuristic"]) - 8.0, ref["oracle"] + 1.5)
-    _paper.plot_curves(None, train, xlabel="physical episodes", ylabel="training return (exploration included)",
-                       title=f"training episodes, moving average over {cfg['smooth_episodes']:.0f} episodes",
-                       caption="", ax=ax_t)
-    v0 = doc["variants"][0]
-    ax_e.plot(v0["x"], none_nan(v0["epsilon"]), color="black")
+    harness.plot_curves(None, train, xlabel="physical episodes", ylabel="training return (exploration included)",
+                        title=f"training episodes, moving average over {cfg['smooth_episodes']:.0f} episodes",
+                        caption="", ax=ax_t)
+    eps = next(iter(cu["epsilon"]["series"].values()))
+    ax_e.plot(eps["x"], eps["mean"], color="black")
     ax_e.set_xlabel("physical episodes")
     ax_e.set_ylabel("epsilon (all variants)")
     ax_e.set_title("exploration schedule", fontsize=10)
@@ -358,7 +357,7 @@ def plot(doc: dict[str, Any], path) -> None:
         f"Paper Fig. 4 (its own reward scale): n = 5 converges at ~6,000 episodes with ~85; physical QL > 20,000 "
         f"episodes for ~65."
     )
-    _paper.save_with_caption(fig, path, caption, width=200)
+    harness.save_with_caption(fig, path, caption, width=200)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -384,10 +383,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             scale[key] = getattr(args, key)
     trials = tuple(args.trials or TRIALS)
     device = _common.select_device(args.device)
-    _paper.header(NAME, mode, device, f"- {scale['seeds']} seeds x {scale['episodes']:,} episodes, n in {trials}")
+    _common.log(f"== {NAME} ({mode} mode) on {_common.describe_device(device)} - {scale['seeds']} seeds x "
+                f"{scale['episodes']:,} episodes, n in {trials}")
 
     start = time.perf_counter()
-    git = _paper.git_state()  # the code that runs (read before any later edit of the tree)
     env, params = dt.make(ENV_ID)
     ref = apm.reference_returns(params)
     w = apm.state_action_rewards(apm.reward_grid(params), env.num_states(params))
@@ -395,69 +394,73 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     sched = schedule(scale["episodes"], scale["num_envs"], scale["points"], steps_per_episode)
     smooth_episodes = SMOOTH_FRACTION * scale["episodes"]
     smooth_points = max(1, round(smooth_episodes / (sched["log_every"] / steps_per_episode)))
-    run = lambda n, hyper, keys, tag="", evals=EVAL_EPISODES: run_variant(  # noqa: E731
-        n, hyper, sched, scale["num_envs"], steps_per_episode, env, params, w, keys, device, tag, evals)
-    keys = jax.random.split(jax.random.key(0), scale["seeds"])
-    variants = [run(n, HYPER, keys) for n in trials]
-    ends = sorted({min(trials), max(trials)})
-    n_sens = min(scale["sens_seeds"], scale["seeds"])
-    # the baseline rows reuse the main runs' first seeds (the sensitivity runs use the same first keys)
-    sens = [dict(v, setting="baseline", _m={k: x[:n_sens] for k, x in v["_m"].items()})
-            for v in variants if v["action_trials"] in ends]
-    summary = summarise(variants, smooth_points)
+    make_arm = lambda n, hyper=HYPER, evals=EVAL_EPISODES, setting=None: arm(
+        n, hyper, sched, scale["num_envs"], steps_per_episode, evals, setting)
+    run = lambda arms, seeds, seed_keys=None: harness.run_arms(
+        arms, env, params, seeds=seeds, seed_keys=seed_keys, device=device, keep=KEPT, probe=exact_greedy(w))
+
+    arms = [make_arm(n) for n in trials]
+    runs = run(arms, scale["seeds"])
+    variants = variant_figures(runs, arms, runs[arms[0].name], smooth_points)
+    summary: dict[str, Any] = {**headline(variants), "variants": variants, "sensitivity": None}
 
     sensitivity = None
     if args.sensitivity:
-        sens_keys = keys[:n_sens]
-        for field, value in SENSITIVITY:
-            hyper = {**HYPER, field: value}
-            setting = f"{field} = {value:g}"
-            for n in ends:
-                v = run(n, hyper, sens_keys, f" [{setting}]", SENS_EVAL_EPISODES)
-                v["setting"] = setting
-                sens.append(v)
+        ends = sorted({min(trials), max(trials)})
+        n_sens = min(scale["sens_seeds"], scale["seeds"])
+        # the baseline rows reuse the main runs' first seeds (the sensitivity runs use the same first keys)
+        base = [dataclasses.replace(make_arm(n), name=f"{label_of(n)} [baseline]", info={"action_trials": n,
+                                                                                       "setting": "baseline"})
+                for n in ends]
+        sens_runs = {b.name: {k: v[:n_sens] for k, v in runs[label_of(n)].items() if not k.startswith("_")}
+                     for b, n in zip(base, ends)}
+        sens_arms = [make_arm(n, {**HYPER, field: value}, SENS_EVAL_EPISODES, f"{field} = {value:g}")
+                     for field, value in SENSITIVITY for n in ends]
+        sens_runs.update(run(sens_arms, n_sens, jax.random.split(jax.random.key(0), scale["seeds"])[:n_sens]))
         sensitivity = {"seeds": n_sens, "trials": ends, "eval_episodes": SENS_EVAL_EPISODES,
                        "baseline": "the main runs' first seeds (eval_episodes as the main runs)",
                        "level": "episodes_to_level: first episode the seed-mean curve of the metric reaches the "
-                                "baseline physical QL's plateau of that metric on the same seeds",
-                       "rows": sensitivity_table(sens, len(ends), smooth_points)}
+                                "baseline physical QL's plateau of that metric on the same seeds"}
+        summary["sensitivity"] = {"rows": sensitivity_rows(sens_runs, base + sens_arms, base[0].name, smooth_points)}
     wall = time.perf_counter() - start
 
-    doc = {
-        "config": {
-            "mode": mode, "env": ENV_ID, "num_states": env.num_states(params), "agent": "QLearningConfig (tabular)",
-            "seeds": scale["seeds"], "episodes": scale["episodes"], "num_envs": scale["num_envs"],
-            "trials": list(trials), "hyper": HYPER, **sched, "mean_episode_steps": steps_per_episode,
-            "smooth_episodes": smooth_episodes, "smooth_points": smooth_points,
-            "eval_episodes": EVAL_EPISODES, "eval_window": EVAL_WINDOW,
-            "metrics": {"greedy_eval": "eval_return: mean return of eval_episodes greedy drives per seed after every "
-                                       "logging interval (argmax, ties uniform; dtrl_jax.evaluate)",
-                        "greedy_exact": "access_point.greedy_return(Q, W): the Q-table's exact expected greedy return"},
-            "plateau": "mean of the last quarter of the curve",
-            "seeds_as": "jax.jit(jax.vmap(per-seed train.init + scan of train.run over intervals))(keys)",
-        },
-        "device": _common.describe_device(device),
-        "git": git,
-        "wall_time_s": wall,
-        "paper": PAPER,
-        "reference_returns": ref,
-        "variants": variants,
-        "summary": summary,
+    config = {
+        "env": ENV_ID, "num_states": env.num_states(params), "agent": "QLearningConfig (tabular)",
+        "seeds": scale["seeds"], "episodes": scale["episodes"], "num_envs": scale["num_envs"],
+        "trials": list(trials), "hyper": HYPER, **sched, "mean_episode_steps": steps_per_episode,
+        "smooth_episodes": smooth_episodes, "smooth_points": smooth_points,
+        "eval_episodes": EVAL_EPISODES, "eval_window": EVAL_WINDOW,
+        "metrics": {"greedy_eval": "eval_return: mean return of eval_episodes greedy drives per seed after every "
+                                   "logging interval (argmax, ties uniform; dtrl_jax.evaluate)",
+                    "greedy_exact": "access_point.greedy_return(Q, W): the Q-table's exact expected greedy return"},
+        "plateau": "mean of the last quarter of the curve",
+        "seeds_as": "harness.run_arms: one jax.jit(jax.vmap(...)) per arm over the seed keys split(key(0), seeds); "
+                    "train.init + scan of train.run, the probe reading the Q-table after every interval",
+        "arms": {a.name: {"action_trials": a.info["action_trials"],
+                          "twin": None if a.config.twin is None else {"num_domains": a.config.twin.num_domains,
+                                                                      "action_trials": a.config.twin.action_trials},
+                          "compile_s": runs[a.name]["_timing"]["compile_s"], "run_s": runs[a.name]["_timing"]["run_s"]}
+                 for a in arms},
         "sensitivity": sensitivity,
+        "reference_returns": ref, "paper": PAPER,
+        "device": _common.describe_device(device), "wall_time_s": wall,
     }
-    _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png: plot(doc, png))
+    doc = {"config": config, "summary": summary, "curves": curves(runs, [a.name for a in arms], smooth_points)}
+    harness.write(NAME, mode=mode, config=config, summary=summary, curves=doc["curves"], out=args.out,
+                  plot=None if args.no_plot else lambda png: plot(doc, png))
     for name in METRICS.values():
-        rows = [[v["label"], f"{v[name]['plateau_mean']:.2f} +- {v[name]['plateau_std']:.2f}",
+        rows = [[label, f"{v[name]['plateau_mean']:.2f} +- {v[name]['plateau_std']:.2f}",
                  _num(v[name]["reach_physical_plateau"]["minus_0"]["mean_curve"]),
                  _num(v[name]["settle_own_plateau"]["within_0.5"]["mean_curve"]),
-                 f"{v['compile_s']:.0f}s / {v['run_s']:.0f}s"] for v in variants]
+                 f"{config['arms'][label]['compile_s']:.0f}s / {config['arms'][label]['run_s']:.0f}s"]
+                for label, v in variants.items()]
         _common.log(_common.format_table([name, "plateau", "eps. to phys. plateau", "settle 0.5", "compile/run"], rows))
-    if sensitivity:
+    if summary["sensitivity"]:
         _common.log(_common.format_table(
             ["setting", "n"] + [f"{name} {col}" for name in METRICS.values() for col in ("plateau", "to level")],
             [[r["setting"], r["action_trials"]] + [c for name in METRICS.values() for c in (
                 f"{r[name]['plateau_mean']:.2f} +- {r[name]['plateau_std']:.2f}", _num(r[name]["episodes_to_level"]))]
-             for r in sensitivity["rows"]]))
+             for r in summary["sensitivity"]["rows"]]))
     _common.log(f"total wall time {wall:.0f}s")
     return doc
 

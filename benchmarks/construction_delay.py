@@ -210,8 +210,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     summary["conclusion"] = conclusion(summary, st["seeds"])
     _common.log(summary["conclusion"])
     doc = {"config": config, "summary": summary, "curves": curves}
-    harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
-                  plot=lambda png: plot(doc, png))
+    harness.write(NAME, mode=mode, **doc, out=args.out, plot=lambda png: plot(doc, png))
     return doc
 
 

@@ -12,9 +12,11 @@ hyper-parameters for all (see ``HYPER``):
   Q-learning in its own domain with its own Q-table, the tables averaged (and written back) every
   delta = 512 iterations. phi = 50, 100, 200, 500.
 
-Every variant's seeds run as one ``jax.jit(jax.vmap(...))`` over keys; for the first two the per-seed
-function is ``dt.make_train(cfg, env, params)`` split with ``train.init`` / ``train.run`` at every logging
-interval, to read the Q-table there (equal to one full run, see ``make_train``).
+Every variant's seeds run as one ``jax.jit(jax.vmap(...))`` over keys: the first two through
+``harness.run_arms``, which runs ``train.init`` and a scan of ``train.run`` over the logging intervals
+so that its probe reads the Q-table after each (equal to one full run, see ``make_train``); the
+learning rates of ``--lr-sweep`` (a traced field) share one program per algorithm; asynchronous
+Q-learning through ``harness.run_seeds`` of ``make_async_train``.
 
 Metric. After every logging interval the *greedy order* ``argmax_a Q(a)`` (the library's greedy rule,
 ``dtrl_jax.evaluate``: ties split uniformly, so a tied Q-table scores the exact mean gap of its tied orders;
@@ -57,7 +59,11 @@ Usage::
     python -m benchmarks.edge_scheduling --full --device gpu
     python -m benchmarks.edge_scheduling --lr-sweep   # N = 6 learning-rate sweep, 8 seeds (CPU)
 
-Writes ``benchmarks/results/edge_scheduling.json`` and ``edge_scheduling.png`` (or under ``--out``).
+Writes ``benchmarks/results/edge_scheduling.json`` and ``edge_scheduling.png`` (or under ``--out``), in the
+harness schema ``dtrl-bench/1``: ``summary[N][variant]`` the Table II figures, ``summary["variants"]`` all
+of each variant's figures (per-seed iterations included), ``curves["N=6/gap"]`` and ``["N=6/return"]``
+the panels; ``--lr-sweep`` writes ``edge_scheduling_lr_sweep.json`` (``summary["rows"]``, panels ``gap``
+and ``return``) in the same schema.
 """
 
 from __future__ import annotations
@@ -73,7 +79,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dtrl_jax as dt
-from benchmarks import _common, _paper
+from benchmarks import _common, harness
 from dtrl_jax.async_qlearning import AsyncQLearningConfig, make_async_train
 from dtrl_jax.envs.edge_scheduling import (
     brute_force_optimum,
@@ -204,25 +210,10 @@ def thin(num: int, keep: int) -> np.ndarray:
     return np.unique(np.concatenate([geo, lin, [num - 1]]))
 
 
-def with_greedy_gap(train, gap_of):
-    """Per-seed function: ``make_train``'s run, interval by interval, recording the greedy gap."""
-
-    def run(key):
-        runner, interval_keys = train.init(key)
-
-        def body(r, k):
-            r, m = train.run(r, k[None])
-            return r, (jax.tree.map(lambda x: x[0], m), gap_of(r.agent_state.q))
-
-        _, (metrics, gaps) = jax.lax.scan(body, runner, interval_keys)
-        return {"metrics": metrics, "gap": gaps}
-
-    return run
-
-
-def converged_at(x: np.ndarray, gaps: np.ndarray, threshold: float) -> list[float | None]:
-    """Per seed: first x from which the gap stays <= threshold to the end (None if it does not)."""
-    return [_paper.first_reach(x, -g, -threshold, stay=True) for g in gaps]
+def stays_from(x: np.ndarray, gaps: np.ndarray, threshold: float) -> list[float | None]:
+    """Per seed of ``gaps[S, T]``: the first ``x`` from which the gap stays <= threshold to the end (None if never)."""
+    ok = np.flip(np.logical_and.accumulate(np.flip(np.asarray(gaps) <= threshold, axis=1), axis=1), axis=1)
+    return [float(x[row.argmax()]) if row.any() else None for row in ok]
 
 
 def median_or_none(values: list[float | None]) -> float | None:
@@ -232,85 +223,100 @@ def median_or_none(values: list[float | None]) -> float | None:
     return med if math.isfinite(med) else None
 
 
-def run_variant(kind: str, phi: int, n: int, iterations: int, env, params, keys, device, gap_of,
-                delta: int = HYPER["average_every"], learning_rate: float | None = None) -> dict[str, Any]:
-    """One (algorithm, phi) variant at one N: train all seeds as one vmap, reduce to curves.
+LABELS = {"ql": "Q-learning", "explore": "DT exploring QL, phi = {phi}", "async": "DT async QL, phi = {phi}"}
+ALGORITHMS = {"ql": "q_learning", "explore": "dt_exploring_q_learning", "async": "dt_async_q_learning"}
+#: Metrics kept per logging interval (plus ``gap``, the greedy order's normalised gap, from the probe).
+KEPT = ("physical_steps", "episode_return", "twin_transitions")
 
-    ``learning_rate`` overrides ``HYPER["learning_rate"]`` (the label then names it).
-    """
-    label = {"ql": "Q-learning", "explore": f"DT exploring QL, phi = {phi}",
-             "async": f"DT async QL, phi = {phi}"}[kind]
-    if learning_rate is not None:
-        label += f", lr {learning_rate:g}"
-    tag = f"N={n} {label}"
-    if kind == "async":
-        cfg = q_config(iterations, delta, learning_rate=learning_rate)
-        train = make_async_train(cfg, AsyncQLearningConfig(num_agents=phi, average_every=delta), env, params,
-                                 round_fn=gap_of)
-        _common.log(f"-- {tag}: {keys.shape[0]} seeds x {iterations:,} iterations x {phi} agents")
-        out, compile_s, run_s = _paper.run_seeds(
-            train, keys, tag, device, keep=lambda o: {"metrics": o.metrics, "gap": o.round_outputs})
-        metrics = {k: np.mean(np.asarray(v, np.float64), axis=1) for k, v in out["metrics"].items()}  # over agents
-        twin_per_seed = float(phi * iterations)
-        log_every = delta
-    else:
-        log_every = eval_every(iterations)
-        twin = None if kind == "ql" else dt.TwinConfig(num_domains=phi, action_trials=phi)
-        cfg = q_config(iterations, log_every, twin, learning_rate)
-        train = dt.make_train(cfg, env, params)
-        _common.log(f"-- {tag}: {keys.shape[0]} seeds x {iterations:,} iterations (evaluated every {log_every})")
-        out, compile_s, run_s = _paper.run_seeds(
-            with_greedy_gap(train, gap_of), keys, tag, device, keep=lambda o: o)
-        metrics = {k: np.asarray(v, np.float64) for k, v in out["metrics"].items()}
-        twin_per_seed = float(np.mean(metrics["twin_transitions"][:, -1]))
-    gaps = np.asarray(out["gap"], np.float64)  # [seeds, points]
-    x = np.mean(metrics["physical_steps"], axis=0)
-    g_mean, g_std = _paper.curve_stats(gaps)
-    r_mean, r_std = _paper.curve_stats(metrics["episode_return"])
-    conv = converged_at(x, gaps, HYPER["converged_gap"])
-    exact = converged_at(x, gaps, 0.0)  # our stricter criterion: the greedy order is the optimum and stays
-    n_conv = sum(c is not None for c in conv)
-    n_exact = sum(c is not None for c in exact)
-    mean_curve_conv = _paper.first_reach(x, -g_mean, -HYPER["converged_gap"], stay=True)
+
+def label_of(kind: str, phi: int, learning_rate: float | None = None) -> str:
+    return LABELS[kind].format(phi=phi) + ("" if learning_rate is None else f", lr {learning_rate:g}")
+
+
+def q_arm(kind: str, phi: int, n: int, iterations: int, learning_rate: float | None = None) -> harness.Arm:
+    """Plain (``ql``) or DT exploring (``explore``, phi trials per step) Q-learning at N = ``n``."""
+    twin = None if kind == "ql" else dt.TwinConfig(num_domains=phi, action_trials=phi)
+    return harness.Arm(label_of(kind, phi, learning_rate), q_config(iterations, eval_every(iterations), twin,
+                                                                    learning_rate),
+                       info={"kind": kind, "phi": phi if kind != "ql" else None, "num_tasks": n,
+                             "learning_rate": HYPER["learning_rate"] if learning_rate is None else learning_rate})
+
+
+def run_q_arms(arms: Sequence[harness.Arm], env, params, seeds: int, device, gap_of) -> dict[str, dict[str, Any]]:
+    """``harness.run_arms`` with the greedy gap read from the Q-table after every logging interval."""
+    for a in arms:
+        _common.log(f"-- N={a.info['num_tasks']} {a.name}: {seeds} seeds x {a.config.total_timesteps:,} iterations "
+                    f"(evaluated every {a.config.log_every})")
+    runs = harness.run_arms(arms, env, params, seeds=seeds, device=device, keep=KEPT, progress=False,
+                            probe=lambda agent_state: {"gap": gap_of(agent_state.q)})
+    for a in arms:
+        runs[a.name]["twin_transitions_per_seed"] = float(np.mean(runs[a.name]["twin_transitions"][:, -1]))
+    return runs
+
+
+def run_async(phi: int, n: int, iterations: int, env, params, keys, device, gap_of,
+              delta: int = HYPER["average_every"]) -> tuple[harness.Arm, dict[str, Any]]:
+    """DT asynchronous Q-learning (``dtrl_jax.async_qlearning``, phi agents) at N = ``n``, all seeds as one vmap;
+    the greedy gap of the averaged table once per averaging round."""
+    cfg = q_config(iterations, delta)
+    a = harness.Arm(label_of("async", phi), cfg, info={"kind": "async", "phi": phi, "num_tasks": n,
+                                                        "learning_rate": HYPER["learning_rate"]})
+    train = make_async_train(cfg, AsyncQLearningConfig(num_agents=phi, average_every=delta), env, params,
+                             round_fn=gap_of)
+    _common.log(f"-- N={n} {a.name}: {keys.shape[0]} seeds x {iterations:,} iterations x {phi} agents")
+    out, compile_s, run_s = harness.run_seeds(train, keys, f"N={n} {a.name}", device,
+                                              keep=lambda o: {"metrics": o.metrics, "gap": o.round_outputs})
+    m = {k: np.mean(np.asarray(v, np.float64), axis=1) for k, v in out["metrics"].items()}  # over agents
+    m.update(gap=np.asarray(out["gap"], np.float64), twin_transitions_per_seed=float(phi * iterations),
+             _timing={"compile_s": compile_s, "run_s": run_s})
+    return a, m
+
+
+def figures(a: harness.Arm, m: dict[str, Any]) -> dict[str, Any]:
+    """One variant's Table II figures from its per-seed greedy gaps (convergence uses every evaluation)."""
+    gaps = np.asarray(m["gap"], np.float64)  # [seeds, points]
+    x = np.mean(np.asarray(m["physical_steps"], np.float64), axis=0)
+    conv = stays_from(x, gaps, HYPER["converged_gap"])
+    exact = stays_from(x, gaps, 0.0)  # our stricter criterion: the greedy order is the optimum and stays
+    n_conv, n_exact = sum(c is not None for c in conv), sum(c is not None for c in exact)
+    with np.errstate(invalid="ignore"):
+        mean_curve = stays_from(x, np.nanmean(gaps, axis=0)[None], HYPER["converged_gap"])[0]
     final = gaps[:, -1]
-    idx = thin(x.shape[0], HYPER["stored_points"])  # curves stored thinned; convergence used every point
-    x, g_mean, g_std, r_mean, r_std = (a[idx] for a in (x, g_mean, g_std, r_mean, r_std))
-    _common.log(
-        f"   {tag}: converged {n_conv}/{len(conv)} seeds, median iteration {median_or_none(conv)}, "
-        f"final gap {final.mean():.4f} +- {final.std():.4f}; exact optimum {n_exact}/{len(exact)} seeds, "
-        f"median iteration {median_or_none(exact)}"
-    )
     return {
-        "label": label,
-        "num_tasks": n,
-        "algorithm": {"ql": "q_learning", "explore": "dt_exploring_q_learning", "async": "dt_async_q_learning"}[kind],
-        "phi": phi if kind != "ql" else None,
-        "iterations": iterations,
-        "eval_every": log_every,
-        "compile_s": compile_s,
-        "run_s": run_s,
-        "x": _paper.to_list(x, 1),
-        "x_label": "iterations (physical steps = physical episodes; async: steps of each twin agent)",
-        "mean": _paper.to_list(r_mean),
-        "std": _paper.to_list(r_std),
-        "y_label": "physical return (= -cost) per episode, mean over the interval"
-                   + (" and over the twin agents" if kind == "async" else ""),
-        "gap_mean": _paper.to_list(g_mean, 6),
-        "gap_std": _paper.to_list(g_std, 6),
-        "converged_iteration_per_seed": conv,
-        "converged_seeds": n_conv,
-        "converged_fraction": n_conv / len(conv),
-        "median_converged_iteration": median_or_none(conv),
-        "mean_curve_converged_iteration": mean_curve_conv,
-        "converged_exact_iteration_per_seed": exact,
-        "converged_exact_seeds": n_exact,
-        "converged_exact_fraction": n_exact / len(exact),
-        "median_converged_exact_iteration": median_or_none(exact),
-        "learning_rate": HYPER["learning_rate"] if learning_rate is None else learning_rate,
-        "final_gap_mean": float(final.mean()),
-        "final_gap_std": float(final.std()),
-        "twin_transitions_per_seed": twin_per_seed,
+        "num_tasks": a.info["num_tasks"], "algorithm": ALGORITHMS[a.info["kind"]], "phi": a.info["phi"],
+        "iterations": a.config.total_timesteps, "eval_every": a.config.log_every,
+        "learning_rate": a.info["learning_rate"],
+        "converged_iteration_per_seed": conv, "converged_seeds": n_conv, "converged_fraction": n_conv / len(conv),
+        "median_converged_iteration": median_or_none(conv), "mean_curve_converged_iteration": mean_curve,
+        "converged_exact_iteration_per_seed": exact, "converged_exact_seeds": n_exact,
+        "converged_exact_fraction": n_exact / len(exact), "median_converged_exact_iteration": median_or_none(exact),
+        "final_gap_mean": float(final.mean()), "final_gap_std": float(final.std()),
+        "twin_transitions_per_seed": m["twin_transitions_per_seed"],
     }
+
+
+def report(tag: str, f: dict[str, Any]) -> None:
+    _common.log(f"   {tag}: converged {f['converged_seeds']}/{len(f['converged_iteration_per_seed'])} seeds, median "
+                f"iteration {f['median_converged_iteration']}, final gap {f['final_gap_mean']:.4f} +- "
+                f"{f['final_gap_std']:.4f}; exact optimum {f['converged_exact_seeds']}/"
+                f"{len(f['converged_exact_iteration_per_seed'])} seeds, median {f['median_converged_exact_iteration']}")
+
+
+def thinned(m: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The curves' metrics at about ``stored_points`` evaluations (:func:`thin`; convergence used all of them)."""
+    idx = thin(np.asarray(m["physical_steps"]).shape[1], HYPER["stored_points"])
+    return {k: np.asarray(m[k], np.float64)[:, idx] for k in ("physical_steps", "episode_return", "gap")}
+
+
+def gap_panels(prefix: str, runs: dict[str, dict[str, Any]], names: Sequence[str]) -> dict[str, Any]:
+    """Panels ``<prefix>gap`` (the greedy order's normalised gap) and ``<prefix>return`` against iterations."""
+    th = {n: thinned(runs[n]) for n in names}
+    xlabel = "iterations (physical steps = physical episodes; async: steps of each twin agent)"
+    return {f"{prefix}gap": harness.panel(th, y="gap", x="physical_steps", xlabel=xlabel,
+                                          ylabel="normalised gap of the greedy order"),
+            f"{prefix}return": harness.panel(th, y="episode_return", x="physical_steps", xlabel=xlabel,
+                                             ylabel="physical return (= -cost) per episode, mean over the interval "
+                                                    "(async: and over the twin agents)")}
 
 
 def plot(doc: dict[str, Any], path) -> None:
@@ -319,29 +325,24 @@ def plot(doc: dict[str, Any], path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    ns = sorted({v["num_tasks"] for v in doc["variants"]})
+    ns = sorted(int(n) for n in doc["summary"]["variants"])
     fig, axes = plt.subplots(1, len(ns), figsize=(6.2 * len(ns), 5.6), dpi=110, squeeze=False)
-    phis = sorted({v["phi"] for v in doc["variants"] if v["phi"] is not None})
-    palette = {phi: c for phi, c in zip(phis, _paper.COLORS[1:])}
+    phis = sorted({v["phi"] for vs in doc["summary"]["variants"].values() for v in vs.values() if v["phi"] is not None})
+    palette = {phi: c for phi, c in zip(phis, harness.COLORS[1:])}
     for ax, n in zip(axes[0], ns):
+        figs = doc["summary"]["variants"][str(n)]
         series = []
-        for v in doc["variants"]:
-            if v["num_tasks"] != n:
-                continue
-            color = "black" if v["phi"] is None else palette[v["phi"]]
+        for label, s in doc["curves"][f"N={n}/gap"]["series"].items():
+            v = figs[label]
             conv = v["median_converged_iteration"]
             tag = "not conv." if conv is None else f"conv. {conv:.0f}"
-            series.append({
-                "label": f"{v['label']} ({tag})", "x": v["x"], "color": color,
-                "linestyle": "--" if v["algorithm"] == "dt_async_q_learning" else "-",
-                "mean": [np.nan if y is None else y for y in v["gap_mean"]],
-                "std": [np.nan if y is None else y for y in v["gap_std"]],
-            })
+            series.append({**s, "label": f"{label} ({tag})", "color": "black" if v["phi"] is None else palette[v["phi"]],
+                           "linestyle": "--" if v["algorithm"] == "dt_async_q_learning" else "-"})
         vlines = []
         if n == 6:
             vlines = [(PAPER["n6_dt_500_trials_iterations"], "paper: phi=500 conv. 102"),
                       (PAPER["n6_q_learning_not_converged_after"], "paper: QL not conv. 25,600")]
-        _paper.plot_curves(
+        harness.plot_curves(
             None, series, xlabel="iterations (physical steps)", ylabel="normalised gap of the greedy order",
             title=f"N = {n} ({math.factorial(n):,} orders)", caption="", xlog=True, ylog=True,
             hlines=[(HYPER["converged_gap"], "convergence threshold 0.01")], vlines=vlines, ax=ax,
@@ -356,8 +357,7 @@ def plot(doc: dict[str, Any], path) -> None:
         f"Q-learning not converged after 25,600. Hyper-parameters: lr {HYPER['learning_rate']}, Q init {HYPER['q_init']}, "
         f"epsilon {HYPER['epsilon']}."
     )
-    _paper.save_with_caption(fig, path, caption, width=60 * len(ns) + 40, per_line=0.03)
-
+    harness.save_with_caption(fig, path, caption, width=60 * len(ns) + 40, per_line=0.03)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,42 +391,51 @@ def float_list(text: str) -> list[float]:
 
 
 def lr_sweep(args, seeds: int, device) -> dict[str, Any]:
-    """The learning-rate sweep: Q-learning and DT exploring QL (phi trials) at each rate, both criteria."""
+    """The learning-rate sweep: Q-learning and DT exploring QL (phi trials) at each rate, both criteria.
+
+    The arms of one algorithm differ only in the (traced) learning rate: one compiled program each."""
     n = args.tasks[0] if args.tasks else LR_SWEEP["num_tasks"]
     phi = args.phis[0] if args.phis else LR_SWEEP["phi"]
     ql_its = args.ql_iterations or LR_SWEEP["ql_iterations"]
     dt_its = args.dt_iterations or LR_SWEEP["dt_iterations"]
     lrs = tuple(args.lrs or LR_SWEEP["learning_rates"])
-    keys = jax.random.split(jax.random.key(0), seeds)
     env, params = dt.make(ENV_ID, num_tasks=n)
     gap_of, frame = gap_fn(params)
-    variants = []
-    for lr in lrs:
-        variants.append(run_variant("ql", 1, n, ql_its, env, params, keys, device, gap_of, learning_rate=lr))
-        variants.append(run_variant("explore", phi, n, dt_its, env, params, keys, device, gap_of, learning_rate=lr))
-    rows = [{"learning_rate": v["learning_rate"], "algorithm": v["algorithm"], "phi": v["phi"],
+    arms = [q_arm(kind, phi, n, its, lr) for lr in lrs for kind, its in (("ql", ql_its), ("explore", dt_its))]
+    runs = run_q_arms(arms, env, params, seeds, device, gap_of)
+    variants = {a.name: figures(a, runs[a.name]) for a in arms}
+    for label, f in variants.items():
+        report(f"N={n} {label}", f)
+    rows = [{"label": label, "learning_rate": v["learning_rate"], "algorithm": v["algorithm"], "phi": v["phi"],
              "iterations": v["iterations"],
              "gap_0.01": {"median": v["median_converged_iteration"], "seeds": v["converged_seeds"]},
              "exact": {"median": v["median_converged_exact_iteration"], "seeds": v["converged_exact_seeds"]},
-             "final_gap_mean": v["final_gap_mean"], "of": seeds} for v in variants]
-    config = {"num_tasks": n, "phi": phi, "ql_iterations": ql_its, "dt_iterations": dt_its, "learning_rates": list(lrs),
-              "seeds": seeds, "hyper": HYPER, "criteria": CRITERIA,
+             "final_gap_mean": v["final_gap_mean"], "of": seeds} for label, v in variants.items()]
+    config = {"env": ENV_ID, "num_tasks": n, "phi": phi, "ql_iterations": ql_its, "dt_iterations": dt_its,
+              "learning_rates": list(lrs), "seeds": seeds, "hyper": HYPER, "criteria": CRITERIA,
               "median": "over seeds, a seed that never meets the criterion counting as infinite (None if fewer "
-                        "than half meet it)"}
-    return {"config": config, "frames": {str(n): frame}, "variants": variants, "summary": {"rows": rows}}
+                        "than half meet it)",
+              "frames": {str(n): frame}, "paper": PAPER, "timing": _timings(arms, runs)}
+    return {"config": config, "summary": {"rows": rows, "variants": variants},
+            "curves": gap_panels("", runs, [a.name for a in arms])}
+
+
+def _timings(arms: Sequence[harness.Arm], runs: dict[str, dict[str, Any]]) -> dict[str, dict[str, float]]:
+    return {f"N={a.info['num_tasks']} {a.name}": {k: runs[a.name]["_timing"][k] for k in ("compile_s", "run_s")}
+            for a in arms}
 
 
 def plot_lr_sweep(doc: dict[str, Any], path) -> None:
     """Greedy gap curves of the sweep: solid Q-learning, dashed phi trials, one colour per learning rate."""
     cfg = doc["config"]
-    palette = {lr: c for lr, c in zip(cfg["learning_rates"], _paper.COLORS[1:])}
-    series = [{"label": f"{v['label']} (gap<=0.01: {_it(v['median_converged_iteration'])}, exact: "
-                        f"{_it(v['median_converged_exact_iteration'])})",
-               "x": v["x"], "color": palette[v["learning_rate"]],
-               "linestyle": "-" if v["phi"] is None else "--",
-               "mean": [np.nan if y is None else y for y in v["gap_mean"]],
-               "std": [np.nan if y is None else y for y in v["gap_std"]]} for v in doc["variants"]]
-    _paper.plot_curves(
+    palette = {lr: c for lr, c in zip(cfg["learning_rates"], harness.COLORS[1:])}
+    variants = doc["summary"]["variants"]
+    series = [{**s, "label": f"{label} (gap<=0.01: {_it(variants[label]['median_converged_iteration'])}, exact: "
+                             f"{_it(variants[label]['median_converged_exact_iteration'])})",
+               "color": palette[variants[label]["learning_rate"]],
+               "linestyle": "-" if variants[label]["phi"] is None else "--"}
+              for label, s in doc["curves"]["gap"]["series"].items()]
+    harness.plot_curves(
         path, series, xlabel="iterations (physical steps)", ylabel="normalised gap of the greedy order",
         title=f"{ENV_ID}, N = {cfg['num_tasks']}: learning-rate sweep", xlog=True, ylog=True,
         hlines=[(HYPER["converged_gap"], "gap 0.01")],
@@ -467,17 +476,14 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     plans = resolve_plans(args, mode)
     delta = args.delta or HYPER["average_every"]
     device = _common.select_device(args.device)
-    _paper.header(NAME, mode, device, f"- {seeds} seeds, N in {sorted(plans)}")
+    _common.log(f"== {NAME} ({mode} mode) on {_common.describe_device(device)} - {seeds} seeds, N in {sorted(plans)}")
 
     start = time.perf_counter()
-    git = _paper.git_state()  # the code that runs (read before any later edit of the tree)
     if args.lr_sweep:
         doc = lr_sweep(args, seeds, device)
-        doc["config"]["mode"] = mode
-        doc.update(device=_common.describe_device(device), git=git, wall_time_s=time.perf_counter() - start,
-                   paper=PAPER)
-        name = f"{NAME}_lr_sweep"
-        _common.write_results(name, doc, args.out, None if args.no_plot else lambda png: plot_lr_sweep(doc, png))
+        doc["config"].update(device=_common.describe_device(device), wall_time_s=time.perf_counter() - start)
+        harness.write(f"{NAME}_lr_sweep", mode=mode, **doc, out=args.out,
+                      plot=None if args.no_plot else lambda png: plot_lr_sweep(doc, png))
         _common.log(_common.format_table(
             ["lr", "algorithm", "budget", "gap<=0.01 median (seeds)", "exact median (seeds)", "final gap"],
             [[r["learning_rate"], r["algorithm"] + ("" if r["phi"] is None else f" phi={r['phi']}"),
@@ -486,56 +492,62 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
              for r in doc["summary"]["rows"]]))
         return doc
     keys = jax.random.split(jax.random.key(0), seeds)
-    variants, frames = [], {}
+    frames: dict[str, Any] = {}
+    variants: dict[str, dict[str, Any]] = {}
+    timing: dict[str, Any] = {}
+    panels: dict[str, Any] = {}
     for n, plan in sorted(plans.items()):
         env, params = dt.make(ENV_ID, num_tasks=n)
         gap_of, frame = gap_fn(params)
         frames[str(n)] = frame
         _common.log(f"== N = {n}: {math.factorial(n):,} orders, optimum cost {frame['best_cost']:.4f} s "
                     f"(random order {frame['mean_cost']:.4f} s)")
-        variants.append(run_variant("ql", 1, n, plan["ql"], env, params, keys, device, gap_of))
-        for kind in ("explore", "async"):
-            phis, its = plan[kind]
-            for phi in phis:
-                variants.append(run_variant(kind, phi, n, its, env, params, keys, device, gap_of, delta))
+        phis, dt_its = plan["explore"]
+        arms = [q_arm("ql", 1, n, plan["ql"])] + [q_arm("explore", phi, n, dt_its) for phi in phis]
+        runs = run_q_arms(arms, env, params, seeds, device, gap_of)
+        for phi in plan["async"][0]:
+            a, runs[label_of("async", phi)] = run_async(phi, n, plan["async"][1], env, params, keys, device, gap_of,
+                                                        delta)
+            arms.append(a)
+        variants[str(n)] = {a.name: figures(a, runs[a.name]) for a in arms}
+        for label, f in variants[str(n)].items():
+            report(f"N={n} {label}", f)
+        timing.update(_timings(arms, runs))
+        panels.update(gap_panels(f"N={n}/", runs, [a.name for a in arms]))
     wall = time.perf_counter() - start
 
-    summary = {}
-    for v in variants:
-        summary.setdefault(str(v["num_tasks"]), {})[v["label"]] = {
-            "median_converged_iteration": v["median_converged_iteration"],
-            "converged_fraction": v["converged_fraction"],
-            "final_gap_mean": v["final_gap_mean"],
-            "iterations": v["iterations"],
-        }
-    doc = {
-        "config": {
-            "mode": mode,
-            "env": ENV_ID,
-            "agent": "QLearningConfig (tabular); async: dtrl_jax.async_qlearning",
-            "seeds": seeds,
-            "plans": {str(n): {"ql": p["ql"], "explore": {"phis": list(p["explore"][0]), "iterations": p["explore"][1]},
-                               "async": {"phis": list(p["async"][0]), "iterations": p["async"][1]}}
-                      for n, p in plans.items()},
-            "hyper": {**HYPER, "average_every": delta},
-            "convergence": "first evaluation from which the greedy order's normalised gap stays <= 0.01 to the end "
-                           "of the run; median over seeds (None if fewer than half converge)",
-            "seeds_as": "jax.jit(jax.vmap(per_seed_fn))(keys), per_seed_fn built on dt.make_train's init/run",
-        },
-        "device": _common.describe_device(device),
-        "git": git,
-        "wall_time_s": wall,
-        "paper": PAPER,
-        "frames": frames,
+    summary = {
+        # the Table II figures per N and variant (README: median iteration, seeds converged, final gap)
+        **{n: {label: {k: v[k] for k in ("median_converged_iteration", "median_converged_exact_iteration",
+                                         "converged_fraction", "converged_seeds", "final_gap_mean", "final_gap_std",
+                                         "iterations")}
+               for label, v in vs.items()} for n, vs in variants.items()},
         "variants": variants,
-        "summary": summary,
     }
-    _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png: plot(doc, png))
+    config = {
+        "env": ENV_ID,
+        "agent": "QLearningConfig (tabular); async: dtrl_jax.async_qlearning",
+        "seeds": seeds,
+        "plans": {str(n): {"ql": p["ql"], "explore": {"phis": list(p["explore"][0]), "iterations": p["explore"][1]},
+                           "async": {"phis": list(p["async"][0]), "iterations": p["async"][1]}}
+                  for n, p in plans.items()},
+        "hyper": {**HYPER, "average_every": delta},
+        "criteria": CRITERIA,
+        "convergence": "first evaluation from which the greedy order's normalised gap stays <= 0.01 to the end "
+                       "of the run; median over seeds (None if fewer than half converge)",
+        "seeds_as": "harness.run_arms (train.init + scan of train.run, the greedy gap probed after every interval); "
+                    "async: harness.run_seeds of make_async_train; seed keys split(key(0), seeds) for all",
+        "frames": frames, "paper": PAPER, "timing": timing,
+        "device": _common.describe_device(device), "wall_time_s": wall,
+    }
+    doc = {"config": config, "summary": summary, "curves": panels}
+    harness.write(NAME, mode=mode, **doc, out=args.out, plot=None if args.no_plot else lambda png: plot(doc, png))
     rows = [
-        [f"N={v['num_tasks']} {v['label']}", f"{v['iterations']:,}",
+        [f"N={n} {label}", f"{v['iterations']:,}",
          "-" if v["median_converged_iteration"] is None else f"{v['median_converged_iteration']:.0f}",
-         f"{v['converged_seeds']}/{seeds}", f"{v['final_gap_mean']:.4f}", f"{v['compile_s']:.0f}s / {v['run_s']:.0f}s"]
-        for v in variants
+         f"{v['converged_seeds']}/{seeds}", f"{v['final_gap_mean']:.4f}",
+         f"{timing[f'N={n} {label}']['compile_s']:.0f}s / {timing[f'N={n} {label}']['run_s']:.0f}s"]
+        for n, vs in variants.items() for label, v in vs.items()
     ]
     _common.log(_common.format_table(
         ["variant", "budget", "median conv. it.", "seeds conv.", "final gap", "compile/run"], rows))

@@ -23,7 +23,10 @@ Usage::
     python -m benchmarks.env_throughput --quick    # subset, < 2 minutes on 2 CPU cores
     python -m benchmarks.env_throughput --full --device gpu   # adds 2^18 and 2^20, more work per call
 
-Outputs ``benchmarks/results/env_throughput.json`` and ``env_throughput.png`` (or under ``--out``).
+Outputs ``benchmarks/results/env_throughput.json`` and ``env_throughput.png`` (or under ``--out``). The JSON is in
+the harness schema ``dtrl-bench/1``: ``summary[env]`` the ratios to CartPole by batch, peak steps/s and the
+target check; panels ``steps_per_s``, ``steps_per_cpu_s`` and ``ratio_to_reference`` against the batch size;
+``envs[env]["results"]`` every timed point.
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from benchmarks import _common
+from benchmarks import _common, harness
 
 NAME = "env_throughput"
 
@@ -479,6 +482,16 @@ def plot(envs: dict[str, dict[str, Any]], title: str, path: Path) -> Path:
 # --------------------------------------------------------------------------------------------------
 
 
+def curve_panels(envs: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Schema panels against the batch size, one series per environment: steps/s (wall and CPU), ratio."""
+    rows = [{"env": env_id, **r} for env_id, e in envs.items() if e["status"] == "ok" for r in e["results"]]
+    return {y: harness.points_panel(rows, x="batch_size", y=y, series_of=lambda r: r["env"], xlabel="parallel environments",
+                                    ylabel=label)
+            for y, label in (("steps_per_s", "environment steps/s (best timed call)"),
+                             ("steps_per_cpu_s", "environment steps per CPU second"),
+                             ("ratio_to_reference", f"steps/s over {REFERENCE_ENV}'s at the same batch"))}
+
+
 def _busy_machine_note(
     load_start: list[float] | None, load_end: list[float] | None, cpu_share: float | None
 ) -> str | None:
@@ -595,7 +608,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     load_end = _common.load_average()
     busy_note = _busy_machine_note(load_start, load_end, cpu_share)
 
-    payload: dict[str, Any] = {
+    config: dict[str, Any] = {
         "description": (
             "Random-action environment steps per second under jax.jit(jax.vmap(lax.scan over T steps of "
             "env.step)), one PRNG key per environment split every step; reset outside the timed call; "
@@ -603,27 +616,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "best CPU time (process_time) of the calls instead, a cross-check when other processes "
             "share the cores (see config.busy_machine)."
         ),
-        "config": {
-            "mode": mode,
-            "device": args.device,
-            "device_description": device_name,
-            "batch_sizes": batch_sizes,
-            "call_target_s": cfg["call_target_s"],
-            "initial_rate": cfg["initial_rate"],
-            "min_t": cfg["min_t"],
-            "max_t": cfg["max_t"],
-            "fixed_t": args.steps,
-            "repeats": cfg["repeats"],
-            "budget_s": cfg["budget_s"],
-            "env_ids": env_ids,
-            "registered_dtrl_envs": registered,
-            "prng_impl": str(jax.config.jax_default_prng_impl),
-            "load_average_at_start": load_start,
-            "load_average_at_end": load_end,
-            "process_cpu_share": cpu_share,
-            "busy_machine": busy_note is not None,
-            "busy_machine_note": busy_note,
-        },
+        "device": args.device,
+        "device_description": device_name,
+        "batch_sizes": batch_sizes,
+        "call_target_s": cfg["call_target_s"],
+        "initial_rate": cfg["initial_rate"],
+        "min_t": cfg["min_t"],
+        "max_t": cfg["max_t"],
+        "fixed_t": args.steps,
+        "repeats": cfg["repeats"],
+        "budget_s": cfg["budget_s"],
+        "env_ids": env_ids,
+        "registered_dtrl_envs": registered,
+        "prng_impl": str(jax.config.jax_default_prng_impl),
+        "load_average_at_start": load_start,
+        "load_average_at_end": load_end,
+        "process_cpu_share": cpu_share,
+        "busy_machine": busy_note is not None,
+        "busy_machine_note": busy_note,
         "reference_env": REFERENCE_ENV,
         "target": {
             "min_ratio_to_reference": TARGET_MIN_RATIO,
@@ -632,20 +642,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 "2-core CPU (about 9M steps/s at 1,024 environments)"
             ),
         },
-        "envs": envs,
-        "summary": summary,
         "wall_time_s": wall,
     }
+    curves = curve_panels(envs)
     out_dir = _common.results_dir(args.out)
     files = {}
+    plot_fn = None
     if not args.no_plot:
         title = f"Env throughput, random actions — {device_name}"
         if busy_note:
             title += f"\n(busy machine: load {load_start[0] if load_start else '?'}, wall-clock numbers are noisy)"
-        files["png"] = str(plot(envs, title, out_dir / f"{NAME}.png"))
+        files["png"] = str(out_dir / f"{NAME}.png")
+        plot_fn = lambda png: plot(envs, title, png)
     files["json"] = str(out_dir / f"{NAME}.json")
-    payload["files"] = {k: Path(v).name for k, v in files.items()}
-    json_path = _common.write_json(NAME, payload, args.out)
+    config["files"] = {k: Path(v).name for k, v in files.items()}
+    # the measurement rows stay beside the schema's parts (every timed point, for the tables)
+    json_path = harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
+                              plot=plot_fn, extra={"envs": envs})
+    payload = {"config": config, "summary": summary, "curves": curves, "envs": envs}
 
     print()
     print(f"Environment steps/s ({device_name}, mode {mode}, {wall:.0f}s total)")

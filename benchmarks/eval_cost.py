@@ -17,7 +17,8 @@ Cases (one seed each, library defaults otherwise):
     training episodes per interval; an evaluation episode is up to 300 steps).
   * ``dqn-uav``: DQN on ``MultiUAV-v0``, 10 envs, ``log_every`` 1,000 (100-step episodes).
   * ``dqn-cartpole``: DQN on gymnax ``CartPole-v1``, 10 envs, ``log_every`` 1,000 (episodes up to 500).
-Writes ``eval_cost.json`` and ``eval_cost.png``.
+Writes ``eval_cost.json`` (harness schema ``dtrl-bench/1``: ``summary["cases"][case]["rows"]`` per E,
+panels ``s_per_interval`` and ``overhead`` against E, one series per case) and ``eval_cost.png``.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import jax
 import numpy as np
 
 import dtrl_jax as dt
-from benchmarks import _common
+from benchmarks import _common, harness
 
 NAME = "eval_cost"
 
@@ -100,7 +101,7 @@ def plot(doc: dict[str, Any], png) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cases = doc["cases"]
+    cases = doc["summary"]["cases"]
     fig, axes = plt.subplots(1, len(cases), figsize=(4 * len(cases), 3.2), squeeze=False)
     for ax, (name, case) in zip(axes[0], cases.items()):
         e = [r["eval_episodes"] for r in case["rows"]]
@@ -111,7 +112,7 @@ def plot(doc: dict[str, Any], png) -> None:
         ax.set_title(f"{name} (log_every {case['log_every']:,})", fontsize=9)
         ax.set_xlabel("eval_episodes per interval")
         ax.set_ylabel("ms per logging interval" + (" (CPU time)" if case["timing_basis"].startswith("cpu") else ""))
-    fig.suptitle(f"cost of greedy evaluation ({doc['device']})", fontsize=10)
+    fig.suptitle(f"cost of greedy evaluation ({doc['config']['device']})", fontsize=10)
     fig.tight_layout()
     fig.savefig(png, dpi=120)
     plt.close(fig)
@@ -132,8 +133,20 @@ def main(argv=None) -> dict[str, Any]:
     with jax.default_device(device):
         results = {c: measure(c, setting["episodes"], setting["intervals"], setting["repeats"], setting["scale"],
                               device) for c in cases}
-    doc = {"mode": mode, "device": _common.describe_device(device), "setting": dict(setting), "cases": results}
-    _common.write_results(NAME, doc, args.out, plot=lambda png: plot(doc, png))
+    config = {"device": _common.describe_device(device), "setting": dict(setting),
+              "cases": {c: {**CASES[c], **{k: v for k, v in r.items() if k != "rows"}} for c, r in results.items()}}
+    summary = {"cases": results}  # per case and E: seconds per interval, overhead vs E = 0, cost per episode
+    rows = [{"case": c, **row, "basis_s": row[r["timing_basis"]]} for c, r in results.items() for row in r["rows"]]
+    curves = {
+        "s_per_interval": harness.points_panel(rows, x="eval_episodes", y="basis_s", series_of=lambda row: row["case"],
+                                               xlabel="eval_episodes per logging interval",
+                                               ylabel="seconds per logging interval (the case's timing basis)"),
+        "overhead": harness.points_panel(rows, x="eval_episodes", y="overhead_vs_no_eval",
+                                         series_of=lambda row: row["case"], xlabel="eval_episodes per logging interval",
+                                         ylabel="overhead against eval_episodes = 0 (fraction)"),
+    }
+    doc = {"config": config, "summary": summary, "curves": curves}
+    harness.write(NAME, mode=mode, **doc, out=args.out, plot=lambda png: plot(doc, png))
     return doc
 
 

@@ -29,21 +29,28 @@ Curves are summaries (mean and std over seeds at each logging point); anything r
 them is not stored. JSON is written compactly (``_common.compact_json``: one line per curve).
 
 **Also here.** ``run_arms(final_eval=E)``: the final agent's greedy policy on E fresh physical episodes
-per seed (``runs[arm]["_final_eval"]``). ``run_phased``: arms whose physical or twin params change
+per seed (``runs[arm]["_final_eval"]``); ``run_arms(probe=f)``: ``f(agent_state)`` recorded after every
+logging interval (e.g. a Q-table's exact greedy value); ``run_arms(seed_keys=...)``: explicit seed keys
+(a study on the first seeds of a larger run). ``run_seeds``: one vmapped program the harness does not
+build (e.g. ``make_async_train``), compiled ahead of time. ``run_phased``: arms whose physical or twin params change
 between phases (pre-training on a twin, a scenario change), all rows of one program, with
 ``physical_part`` to compare them at the same physical budget. Per-seed figures: ``per_seed``
 (``{"mean", "std", "per_seed"}``), ``paired`` (arm minus control on the same seeds), ``window_rate``,
 ``final_training_return``, ``returns_summary``, ``reach_steps``. Sectioned files (one section per
 agent or scenario, run separately and merged): ``write_sections`` / ``merge_sections``, each section's
 config ``stamped`` with its own provenance.
+Timing benchmarks build their panels from measurement rows with ``points_panel`` (x = domains, batch
+size, devices..., one series per case); ``plot_curves``/``draw_panel`` and ``save_with_caption`` draw.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import shlex
 import sys
+import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -58,6 +65,10 @@ from benchmarks import _common
 from dtrl_jax import convergence
 
 SCHEMA = "dtrl-bench/1"
+
+#: Colours of the variants, in order (the physical baseline first, black).
+COLORS = ("black", "tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown",
+          "tab:pink", "tab:olive", "tab:cyan")
 
 #: ``fold_in(key, EVAL_STREAM)`` roots the final evaluation's keys (far from any ``split(key, seeds)`` index).
 EVAL_STREAM = 2**31 - 1
@@ -154,18 +165,33 @@ def _reporter(label: str, num_intervals: int) -> Callable[[Any], None]:
     return report
 
 
-def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) -> Callable:
-    """``one(config, twin_params, key, eval_key) -> kept metrics`` of one arm and seed (jittable)."""
+def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter, probe=None) -> Callable:
+    """``one(config, twin_params, key, eval_key) -> kept metrics`` of one arm and seed (jittable).
+
+    With ``probe``, the run is ``train.init`` then a scan of ``train.run`` over its logging intervals
+    (the same program as ``train(key)``, see ``make_train``) and ``probe(agent_state)`` is recorded
+    after every interval: what the agent *is* there (e.g. the exact greedy value of a Q-table).
+    """
 
     def one(cfg, tp, k, k_eval):
         # make_train runs under the trace (configs are stacked arguments); its set-up on concrete values
         # (spaces, shapes: e.g. GlobalObservation.observation_space) must still evaluate eagerly.
         with jax.ensure_compile_time_eval():
             train = dt.make_train(cfg, env, env_params, twin_params=tp, on_interval=reporter)
-        res = train(k)
-        kept = {n: res.metrics[n] for n in keep if n in res.metrics}
+        if probe is None:
+            res = train(k)
+            runner, kept = res.runner_state, {n: res.metrics[n] for n in keep if n in res.metrics}
+        else:
+            runner0, interval_keys = train.init(k)
+
+            def body(r, ik):
+                r, m = train.run(r, ik[None])
+                return r, ({n: m[n][0] for n in keep if n in m}, probe(r.agent_state))
+
+            runner, (kept, probed) = jax.lax.scan(body, runner0, interval_keys)
+            kept = {**kept, **probed}
         if final_eval:
-            ev = dt.evaluate(k_eval, train.agent, res.runner_state.agent_state, train.env, train.env_params, final_eval)
+            ev = dt.evaluate(k_eval, train.agent, runner.agent_state, train.env, train.env_params, final_eval)
             kept["_final_eval"] = {"return": ev.returns, "length": ev.lengths, "violations": ev.violations}
         return kept
 
@@ -174,7 +200,8 @@ def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) ->
 
 def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array | None = None,
              device: jax.Device | None = None, keep: Sequence[str] = DEFAULT_METRICS,
-             final_eval: int = 0, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+             final_eval: int = 0, progress: bool = True, probe: Callable[[Any], dict[str, jax.Array]] | None = None,
+             seed_keys: jax.Array | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Train every arm on ``seeds`` seeds; one compiled program per static group of arms.
 
     Args:
@@ -189,6 +216,11 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         wrapped when ``share_global_obs``); 0 = none. Its keys are
         ``split(fold_in(key, EVAL_STREAM), seeds)``, a stream apart from the training keys.
       progress: print progress lines while it runs.
+      probe: ``probe(agent_state) -> {name: scalar}`` recorded after every logging interval (kept
+        like a metric, ``[seeds, intervals]``); e.g. a Q-table's exact greedy return.
+      seed_keys: explicit ``[seeds]`` keys instead of ``split(key, seeds)`` (e.g. the first seeds of a
+        larger run, so that a smaller study pairs with it); the final evaluation's keys are then
+        ``fold_in(seed_key, EVAL_STREAM)`` per seed.
     Returns:
       ``{arm name: {metric: float64/int array [seeds, intervals]}}`` plus ``"_timing"`` per arm
       (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict, and with
@@ -204,30 +236,44 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         raise ValueError(f"run_arms: final_eval={final_eval!r}; expected an int >= 0")
     device = device or jax.devices()[0]
     root = jax.random.key(0) if key is None else key
-    keys = jax.device_put(jax.random.split(root, seeds), device)
-    eval_keys = jax.device_put(jax.random.split(jax.random.fold_in(root, EVAL_STREAM), seeds), device)
+    if seed_keys is None:
+        keys = jax.random.split(root, seeds)
+        eval_keys = jax.random.split(jax.random.fold_in(root, EVAL_STREAM), seeds)
+    else:
+        if seed_keys.shape[:1] != (seeds,):
+            raise ValueError(f"run_arms: seed_keys has shape {seed_keys.shape}; expected ({seeds},) keys")
+        keys = seed_keys
+        eval_keys = jax.vmap(lambda k: jax.random.fold_in(k, EVAL_STREAM))(seed_keys)
+    keys, eval_keys = jax.device_put(keys, device), jax.device_put(eval_keys, device)
     out: dict[str, dict[str, Any]] = {}
     for group in group_arms(arms):
         members = [arms[i] for i in group]
         label = members[0].name if len(members) == 1 else f"{members[0].name} +{len(members) - 1}"
         template = members[0]
         reporter = _reporter(label, template.config.num_intervals) if progress else None
-        configs = _stack([a.config for a in members])
-        tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
-
-        one = _program(env, env_params, keep, final_eval, reporter)
-        fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0, 0)),
-                      in_axes=(0, 0 if tparams is not None else None, None, None))
+        one = _program(env, env_params, keep, final_eval, reporter, probe)
+        if len(members) == 1:
+            # a group of one: its config and twin params are constants of the program (as in a plain
+            # jax.jit(jax.vmap(make_train(cfg, ...)))), which XLA can fold
+            args = ()
+            fn = jax.vmap(functools.partial(one, template.config, template.twin_params))
+        else:
+            configs = _stack([a.config for a in members])
+            tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
+            args = (configs, tparams)
+            fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0, 0)),
+                          in_axes=(0, 0 if tparams is not None else None, None, None))
         with jax.default_device(device):
             t0 = time.perf_counter()
-            compiled = jax.jit(fn).lower(configs, tparams, keys, eval_keys).compile()
+            compiled = jax.jit(fn).lower(*args, keys, eval_keys).compile()
             t1 = time.perf_counter()
             if progress:
                 _common.log(f"  [{label}] compiled in {t1 - t0:.1f}s; {len(members)} arm(s) x {seeds} seed(s)")
-            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(configs, tparams, keys, eval_keys)))
+            result = jax.tree.map(np.asarray, jax.block_until_ready(compiled(*args, keys, eval_keys)))
             t2 = time.perf_counter()
         for j, arm in enumerate(members):
-            out[arm.name] = jax.tree.map(lambda v, j=j: v[j], result)
+            # a group of one is [seeds, ...] already; a stacked group [arms, seeds, ...]
+            out[arm.name] = result if len(members) == 1 else jax.tree.map(lambda v, j=j: v[j], result)
             out[arm.name]["_timing"] = {"compile_s": t1 - t0, "run_s": t2 - t1, "group": label}
     return {name: out[name] for name in names}
 
@@ -341,6 +387,30 @@ def panel(runs: dict[str, dict[str, np.ndarray]], *, y: str = "eval_return", x: 
     names = list(runs) if arms is None else list(arms)
     return {"x": x, "y": y, "xlabel": xlabel or x.replace("_", " "), "ylabel": ylabel or y.replace("_", " "),
             "series": {n: series(runs[n], y=y, x=x, smooth=smooth, scale=scale) for n in names}}
+
+
+def points_panel(rows: Sequence[dict[str, Any]], *, x: str, y: str, series_of: Callable[[dict[str, Any]], str | None],
+                 std: str | None = None, seeds: int | Callable[[dict[str, Any]], int] = 1, xlabel: str | None = None,
+                 ylabel: str | None = None) -> dict[str, Any]:
+    """A schema panel from measurement rows (timing benchmarks): one point per row, one series per case.
+
+    ``series_of(row)`` names the row's series (None leaves the row out); ``x``/``y`` are row fields (a
+    missing or None ``y`` leaves the point out); ``std`` a row field of its spread (else 0); ``seeds``
+    the seeds behind a point (a number, or a function of the row). Points are sorted by ``x``.
+    """
+    grouped: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        name = series_of(r)
+        if name is not None and r.get(y) is not None and r.get(x) is not None:
+            grouped.setdefault(name, []).append(r)
+    out = {}
+    for name, rs in grouped.items():
+        rs = sorted(rs, key=lambda r: float(r[x]))
+        out[name] = {"x": [float(r[x]) for r in rs], "mean": [float(r[y]) for r in rs],
+                     "std": [float(r.get(std) or 0.0) if std else 0.0 for r in rs],
+                     "seeds": int(seeds(rs[0]) if callable(seeds) else seeds)}
+    return {"x": x, "y": y, "xlabel": xlabel or x.replace("_", " "), "ylabel": ylabel or y.replace("_", " "),
+            "series": out}
 
 
 # ------------------------------------------------------------------------------ summary figures
@@ -473,9 +543,7 @@ def write_sections(name: str, sections: dict[str, tuple[dict, dict, dict]], *, m
 
 def provenance() -> dict[str, Any]:
     """The code that ran (git commit, uncommitted changes) and the command line."""
-    from benchmarks import _paper
-
-    git = _paper.git_state()
+    git = git_state()
     return {**git, "command": "python -m " + " ".join(shlex.quote(a) for a in [_module_name(), *sys.argv[1:]])}
 
 
@@ -508,8 +576,6 @@ def draw_panel(ax, panel_doc: dict[str, Any], *, colors: Sequence[str] | dict[st
     ``colors``: a sequence (by arm order) or ``{arm: color}``; ``label_prefix`` goes before each arm's
     legend label; ``origin`` starts each line at (0, 0) (cumulative counters).
     """
-    from benchmarks._paper import COLORS
-
     colors = colors or COLORS
     for i, (arm, s) in enumerate(panel_doc["series"].items()):
         x, m, sd = (np.asarray(s[k], np.float64) for k in ("x", "mean", "std"))
@@ -524,3 +590,132 @@ def draw_panel(ax, panel_doc: dict[str, Any], *, colors: Sequence[str] | dict[st
     ax.set_xlabel(panel_doc["xlabel"])
     ax.set_ylabel(panel_doc["ylabel"])
     ax.grid(alpha=0.3)
+
+
+# ------------------------------------------------------------------------------ programs the harness does not build
+
+
+def run_seeds(
+    fn: Callable[[jax.Array], Any],
+    keys: jax.Array,
+    label: str,
+    device: jax.Device,
+    keep: Callable[[Any], Any] = lambda out: out.metrics,
+) -> tuple[Any, float, float]:
+    """Compile ``jax.jit(jax.vmap(lambda k: keep(fn(k))))`` for ``keys`` ahead of time, run it once.
+
+    Args:
+      fn: one seed's pure function ``key -> result`` (e.g. ``dt.make_train(cfg, env, params)``).
+      keys: ``[num_seeds]`` PRNG keys.
+      label: name printed with the timings.
+      device: where to run.
+      keep: what of ``fn``'s result to return (default: ``.metrics``); applied inside the compiled
+        program, so the rest (e.g. replay buffers in the final runner state) never leaves it.
+
+    Returns:
+      ``(kept result as a numpy pytree with a leading seed axis, compile_s, run_s)``.
+    """
+    keys = jax.device_put(keys, device)
+    with jax.default_device(device):
+        t0 = time.perf_counter()
+        compiled = jax.jit(jax.vmap(lambda k: keep(fn(k)))).lower(keys).compile()
+        t1 = time.perf_counter()
+        _common.log(f"  [{label}] compiled in {t1 - t0:.1f}s; running {keys.shape[0]} seeds as one vmap")
+        out = jax.block_until_ready(compiled(keys))
+        t2 = time.perf_counter()
+    _common.log(f"  [{label}] ran in {t2 - t1:.1f}s")
+    return jax.tree.map(np.asarray, out), t1 - t0, t2 - t1
+
+
+def git_state() -> dict[str, Any]:
+    """The repository's commit and whether the working tree had uncommitted changes (for the JSON)."""
+    import subprocess
+
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=False,
+                                timeout=10).stdout.strip() or None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=False, timeout=10).stdout.rstrip()
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": commit, "dirty": bool(dirty), "modified": dirty.splitlines()[:50]}
+
+
+# ------------------------------------------------------------------------------ figures
+
+
+def plot_curves(
+    path: Path,
+    series: Sequence[dict[str, Any]],
+    *,
+    xlabel: str,
+    ylabel: str,
+    title: str,
+    caption: str,
+    hlines: Sequence[tuple[float, str]] = (),
+    vlines: Sequence[tuple[float, str]] = (),
+    xlog: bool = False,
+    ylog: bool = False,
+    ax=None,
+) -> Path | None:
+    """Mean curve with a shaded +-1 std band per series; dashed reference lines; caption below.
+
+    Args:
+      path: PNG to write (ignored when ``ax`` is given: the caller owns the figure).
+      series: dicts with ``label``, ``x``, ``mean``, ``std`` and optionally ``color``, ``linestyle``.
+      hlines / vlines: ``(value, label)`` dashed reference lines (e.g. the paper's values).
+      caption: text under the axes (wrapped).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    own = ax is None
+    if own:
+        fig, ax = plt.subplots(figsize=(8.5, 6.0), dpi=120)
+    for i, s in enumerate(series):
+        color = s.get("color", COLORS[i % len(COLORS)])
+        x = np.asarray(s["x"], np.float64)
+        m = np.asarray(s["mean"], np.float64)
+        sd = np.asarray(s["std"], np.float64)
+        ax.plot(x, m, color=color, linestyle=s.get("linestyle", "-"), linewidth=1.8, label=s["label"])
+        low = m - sd
+        if ylog:  # a log axis of a non-negative quantity: keep the band above 0
+            low = np.maximum(low, 0.0)
+        ax.fill_between(x, low, m + sd, color=color, alpha=0.15, linewidth=0)
+    for value, label in hlines:
+        ax.axhline(value, color="gray", linestyle="--", linewidth=1.0)
+        ax.annotate(label, (0.01, value), xycoords=("axes fraction", "data"), fontsize=8, color="dimgray",
+                    va="bottom")
+    for value, label in vlines:
+        ax.axvline(value, color="gray", linestyle="--", linewidth=1.0)
+        ax.annotate(label, (value, 0.45), xycoords=("data", "axes fraction"), fontsize=8, color="dimgray",
+                    rotation=90, ha="right", va="bottom")
+    if xlog:
+        ax.set_xscale("log")
+    if ylog:
+        ax.set_yscale("symlog", linthresh=1e-3)
+        ax.set_ylim(bottom=0.0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    if not own:
+        return None
+    save_with_caption(fig, path, caption, width=125, fontsize=7, base=0.02, per_line=0.018)
+    return path
+
+
+def save_with_caption(fig, path, caption: str, *, width: int, fontsize: float = 8, base: float = 0.03,
+                      per_line: float = 0.025) -> None:
+    """Wrap ``caption`` at ``width`` characters under the axes, leave room for it, save and close."""
+    import matplotlib.pyplot as plt
+
+    lines = textwrap.wrap(caption, width)
+    fig.text(0.01, 0.01, "\n".join(lines), fontsize=fontsize, va="bottom", ha="left")
+    fig.tight_layout(rect=(0, base + per_line * len(lines), 1, 1))
+    fig.savefig(path)
+    plt.close(fig)

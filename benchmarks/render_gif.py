@@ -4,7 +4,8 @@
 
 Draws a 4-UAV, 10-user random-walk episode of ``--steps`` steps as a GIF twice: blitted (the current
 method: static background rendered once) and with a full redraw per frame (the previous method, kept here only
-as the baseline), and writes ``render_gif.json`` with both wall times.
+as the baseline), and writes ``render_gif.json`` (harness schema ``dtrl-bench/1``: ``summary`` the seconds
+of both methods and the speed-up; panel ``seconds``: one point per method against the frame count).
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks import harness
 from dtrl_jax.experiment import render
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def synthetic_episode(steps: int, seed: int = 0) -> dict:
@@ -40,12 +40,12 @@ def redraw_every_frame(ep, out, fps=10, every=2):
         out, writer=PillowWriter(fps=fps), dpi=80)
 
 
-def main() -> None:
+def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--every", type=int, default=2)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    args = parser.parse_args()
+    parser.add_argument("--out", default=None, help="results folder [default: benchmarks/results]")
+    args = parser.parse_args(argv)
     ep = synthetic_episode(args.steps)
     frames = len(range(0, args.steps + 1, args.every))
     times = {}
@@ -54,13 +54,15 @@ def main() -> None:
             t0 = time.perf_counter()
             fn(ep, Path(tmp) / f"{name}.gif", every=args.every)
             times[name] = time.perf_counter() - t0
-    doc = {"benchmark": "render_gif", "steps": args.steps, "frames": frames, "seconds": times,
-           "speedup": times["redraw_every_frame"] / times["blitted"]}
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "render_gif.json").write_text(json.dumps(doc, indent=2) + "\n")
-    print(json.dumps(doc))
-
+    summary = {"seconds": times, "speedup": times["redraw_every_frame"] / times["blitted"]}
+    curves = {"seconds": {"x": "frames", "y": "seconds", "xlabel": "GIF frames", "ylabel": "wall seconds to write the GIF",
+                          "series": {name: {"x": [float(frames)], "mean": [t], "std": [0.0], "seeds": 1}
+                                     for name, t in times.items()}}}
+    doc = {"config": {"steps": args.steps, "every": args.every, "frames": frames, "uavs": 4, "users": 10},
+           "summary": summary, "curves": curves}
+    harness.write("render_gif", mode="default", **doc, out=args.out)
+    print(json.dumps(summary))
+    return doc
 
 if __name__ == "__main__":
     main()

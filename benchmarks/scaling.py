@@ -6,7 +6,9 @@ On CPU the devices are *simulated* (``--xla_force_host_platform_device_count``: 
 same cores), so the point there is correctness and the overhead of sharding, not speed-up: each
 device count runs in its own subprocess, because JAX fixes the device count at start-up. With
 ``--device gpu`` the real devices of the machine are used (counts up to ``len(jax.devices())``).
-Writes ``results/scaling.json`` and ``results/scaling.png``.
+Writes ``results/scaling.json`` (harness schema ``dtrl-bench/1``: ``summary["rows"]`` per device count and
+``*_by_devices``; panels ``physical_steps_per_s`` and ``twin_transitions_per_s`` against devices) and
+``results/scaling.png``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import subprocess
 import sys
 import time
 
-from benchmarks._common import add_common_args, log, results_dir, run_mode, write_json
+from benchmarks import harness
+from benchmarks._common import add_common_args, log, run_mode
 
 
 def worker(devices: int, steps: int, domains: int, device: str) -> dict:
@@ -90,20 +93,22 @@ def main(argv=None) -> dict:
         log(f"  {row['physical_steps_per_s']:,.0f} physical steps/s, "
             f"{row['twin_transitions_per_s']:,.0f} twin transitions/s, compile {row['compile_s']:.1f} s")
         rows.append(row)
-    payload = dict(
-        mode=mode, device=args.device, simulated_devices=args.device == "cpu",
-        note=("simulated CPU devices share the same cores: this measures sharding overhead and "
-              "correctness, not speed-up") if args.device == "cpu" else "real devices",
-        config=dict(env="CartPole-v1", agent="DQN", num_envs=8, domains=domains, action_trials=2,
-                    lookahead=4, lookahead_rollouts=domains, physical_steps=steps),
-        rows=rows,
-    )
-    write_json("scaling", payload, args.out)
-    _plot(rows, args)
-    return payload
+    config = dict(env="CartPole-v1", agent="DQN", num_envs=8, domains=domains, action_trials=2, lookahead=4,
+                  lookahead_rollouts=domains, physical_steps=steps, counts=counts, device=args.device,
+                  simulated_devices=args.device == "cpu",
+                  note=("simulated CPU devices share the same cores: this measures sharding overhead and "
+                        "correctness, not speed-up") if args.device == "cpu" else "real devices")
+    summary = {"rows": rows, **{f"{k}_by_devices": {str(r["devices"]): r[k] for r in rows}
+                                for k in ("physical_steps_per_s", "twin_transitions_per_s", "compile_s")}}
+    curves = {k: harness.points_panel(rows, x="devices", y=k, series_of=lambda r: f"{r['domains']} domains",
+                                      xlabel="devices on the 'domains' mesh axis", ylabel=k.replace("_", " "))
+              for k in ("physical_steps_per_s", "twin_transitions_per_s")}
+    doc = {"config": config, "summary": summary, "curves": curves}
+    harness.write("scaling", mode=mode, **doc, out=args.out, plot=lambda png: _plot(rows, args, png))
+    return doc
 
 
-def _plot(rows, args) -> None:
+def _plot(rows, args, png) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,7 +127,7 @@ def _plot(rows, args) -> None:
     ax.legend()
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(results_dir(args.out) / "scaling.png", dpi=120)
+    fig.savefig(png, dpi=120)
     plt.close(fig)
 
 

@@ -18,7 +18,7 @@ rollouts over the vmapped domain axis, replay, gradient step, metrics), compiled
    device's ``memory_stats()`` (GPU), and ``dtrl_jax.train.estimate_memory``'s figure.
 2. **Seeds sweep.** The same programs under ``jax.vmap`` over 1, 8, 32 seeds (aggregate physical
    steps/s over all seeds).
-3. **Reference.** ``DQNConfig(twin=None)`` against ``benchmarks.reference_dqn`` (a single-file
+3. **Reference.** ``DQNConfig(twin=None)`` against ``benchmarks._reference_dqn`` (a single-file
    PureJaxRL-style DQN with the same hyper-parameters) on CartPole, 500k physical steps, the same
    seeds, compiled and timed in this same process with the timed calls interleaved (A B B A ...), so
    both see the same background load. Reports the steps/s ratio ours / reference and both final
@@ -39,7 +39,12 @@ Usage::
     python -m benchmarks.throughput --quick          # < 5 minutes on 2 CPU cores
     python -m benchmarks.throughput --full --device gpu   # adds D = 4096, more work per call
 
-Outputs ``benchmarks/results/throughput.json`` and ``throughput.png`` (or under ``--out``).
+Outputs ``benchmarks/results/throughput.json`` and ``throughput.png`` (or under ``--out``). The JSON is in the
+harness schema ``dtrl-bench/1``: ``summary["cases"]`` the time per step by D and the slowdowns,
+``summary["reference"]`` the reference comparison's figures; panels ``us_per_iteration``,
+``cpu_us_per_iteration``, ``physical_steps_per_s``, ``twin_transitions_per_s``, ``compile_s`` against D
+(one series per case and feature) and ``seeds`` against vmapped seeds; ``results`` every measured point and
+``reference`` the whole comparison (chunk timings included).
 """
 
 from __future__ import annotations
@@ -57,7 +62,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from benchmarks import _common
+from benchmarks import _common, harness
 
 NAME = "throughput"
 
@@ -518,7 +523,7 @@ def compare_reference(
     import gymnax
 
     import dtrl_jax as dt
-    from benchmarks import reference_dqn
+    from benchmarks import _reference_dqn as reference_dqn
 
     env, params = gymnax.make("CartPole-v1")
     log_every = 1_000
@@ -654,6 +659,26 @@ def summarise(results: Sequence[dict[str, Any]], reference: dict[str, Any] | Non
         summary["reference_ratio"] = reference.get("ratio_ours_over_reference")
         summary["reference_meets_target"] = reference.get("meets_target")
     return summary
+
+
+def curve_panels(results: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Schema panels: per case and twin feature against the domains D (one seed), and against vmapped seeds."""
+    ok = [r for r in results if r.get("status") == "ok"]
+    one = [r for r in ok if r["num_seeds"] == 1 and r["feature"] != "off"]
+    by_case = lambda r: f"{r['case']} {r['feature']}"  # the series name of a domains panel
+    panels = {y: harness.points_panel(one, x="num_domains", y=y, series_of=by_case, xlabel="digital domains D",
+                                      ylabel=label)
+              for y, label in (("us_per_iteration", "us per vectorised physical step (wall)"),
+                               ("cpu_us_per_iteration", "us per vectorised physical step (CPU)"),
+                               ("physical_steps_per_s", "physical steps/s"),
+                               ("twin_transitions_per_s", "twin transitions/s"),
+                               ("compile_s", "compile seconds (train.run + train.init)"))}
+    swept = {(r["case"], r["feature"], r["num_domains"]) for r in ok if r["num_seeds"] > 1}
+    panels["seeds"] = harness.points_panel(
+        [r for r in ok if (r["case"], r["feature"], r["num_domains"]) in swept], x="num_seeds", y="physical_steps_per_s",
+        series_of=lambda r: f"{r['case']} {r['feature']} D={r['num_domains']}", xlabel="vmapped seeds",
+        ylabel="physical steps/s, all seeds")
+    return panels
 
 
 def format_table(results: Sequence[dict[str, Any]]) -> str:
@@ -872,41 +897,48 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     ref_ok = reference if reference is not None and reference.get("status") != "error" else None
     summary = summarise(results, ref_ok)
     wall = time.perf_counter() - wall0
-    payload: dict[str, Any] = {
+    config: dict[str, Any] = {
         "description": (
             "Whole compiled DT-enhanced training program (dtrl_jax.make_train): compile time, steady-state "
             "physical steps/s (all seeds), twin transitions/s, gradient updates/s and memory as num_domains "
             "and vmapped seeds grow; plus DQNConfig(twin=None) vs a PureJaxRL-style reference DQN on CartPole."
         ),
-        "config": {
-            "mode": mode,
-            "device": args.device,
-            "device_description": device_name,
-            **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
-            "lookahead_k": LOOKAHEAD_K,
-            "seed_sweep_domains": cfg.get("seed_domains", SEED_SWEEP_DOMAINS),
-            "fixed_iterations": args.iterations,
-            "load_average_at_start": load_start,
-            "load_average_at_end": _common.load_average(),
-        },
+        "device": args.device,
+        "device_description": device_name,
+        **{k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()},
+        "lookahead_k": LOOKAHEAD_K,
+        "seed_sweep_domains": cfg.get("seed_domains", SEED_SWEEP_DOMAINS),
+        "fixed_iterations": args.iterations,
+        "load_average_at_start": load_start,
+        "load_average_at_end": _common.load_average(),
         "targets": {
             "reference_ratio_min": TARGET_REFERENCE_RATIO,
             "d64_over_d1_time_per_step_max": TARGET_D64_SLOWDOWN,
         },
-        "reference": reference,
-        "results": results,
-        "summary": summary,
         "wall_time_s": wall,
     }
+    if ref_ok is not None:  # the reference's headline figures (its chunk timings stay in "reference")
+        summary["reference"] = {
+            side: {k: ref_ok[side][k] for k in ("physical_steps_per_s", "physical_steps_per_cpu_s",
+                                               "steady_physical_steps_per_s_best", "final_return", "updates")}
+            for side in ("ours", "reference")
+        } | {k: ref_ok[k] for k in ("ratio_ours_over_reference", "ratio_ours_over_reference_cpu",
+                                    "ratio_ours_over_reference_steady_best", "total_timesteps", "num_seeds")}
+    curves = curve_panels(results)
     out_dir = _common.results_dir(args.out)
     files = {}
+    plot_fn = None
     if not args.no_plot:
         load = _common.load_average()
         title = f"dtrl-jax compiled program throughput — {device_name}, mode {mode}, load {load}"
-        files["png"] = str(plot(results, ref_ok, title, out_dir / f"{NAME}.png"))
+        files["png"] = str(out_dir / f"{NAME}.png")
+        plot_fn = lambda png: plot(results, ref_ok, title, png)
     files["json"] = str(out_dir / f"{NAME}.json")
-    payload["files"] = {k: Path(v).name for k, v in files.items()}
-    json_path = _common.write_json(NAME, payload, args.out)
+    config["files"] = {k: Path(v).name for k, v in files.items()}
+    # every measured point and the reference comparison stay beside the schema's parts
+    json_path = harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
+                              plot=plot_fn, extra={"results": results, "reference": reference})
+    payload = {"config": config, "summary": summary, "curves": curves, "results": results, "reference": reference}
 
     print()
     print(f"Throughput ({device_name}, mode {mode}, {wall:.0f}s total, load {_common.load_average()})")

@@ -288,8 +288,7 @@ def main(argv: Sequence[str] | None = None) -> dict:
     for k, v in summary["conclusions"].items():
         _common.log(f"[{k}] {v}")
     doc = {"config": config, "summary": summary, "curves": curves}
-    harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
-                  plot=lambda png: plot(doc, png))
+    harness.write(NAME, mode=mode, **doc, out=args.out, plot=lambda png: plot(doc, png))
     return doc
 
 

@@ -52,7 +52,12 @@ def test_bad_meshes_raise():
 def test_scaling_benchmark_smoke(tmp_path):
     from benchmarks import scaling
 
-    out = scaling.main(["--quick", "--steps", "400", "--domains", "4", "--counts", "1,4", "--out", str(tmp_path)])
-    assert [r["devices"] for r in out["rows"]] == [1, 4]
-    assert all(r["physical_steps_per_s"] > 0 for r in out["rows"])
-    assert (tmp_path / "scaling.json").exists() and (tmp_path / "scaling.png").exists()
+    from tests.benchmarks.schema import check_results
+
+    scaling.main(["--quick", "--steps", "400", "--domains", "4", "--counts", "1,4", "--out", str(tmp_path)])
+    d = check_results(tmp_path, "scaling", png=False, summary_keys=["rows", "physical_steps_per_s_by_devices",
+                                                                    "twin_transitions_per_s_by_devices"])
+    assert [r["devices"] for r in d["summary"]["rows"]] == [1, 4]
+    assert all(r["physical_steps_per_s"] > 0 for r in d["summary"]["rows"])
+    assert d["curves"]["physical_steps_per_s"]["series"]["4 domains"]["x"] == [1.0, 4.0]
+    assert (tmp_path / "scaling.png").exists()

@@ -95,6 +95,7 @@ from gymnax.environments import environment, spaces
 
 from dtrl_jax._checks import check_choice, check_number, check_positive_int, is_concrete
 from dtrl_jax.envs.registry import build_params, register
+from dtrl_jax.envs.spec import Action, StepResult
 
 __all__ = [
     "EnvState",
@@ -458,13 +459,7 @@ class AccessPointSelection(environment.Environment[EnvState, EnvParams]):
         """The documented defaults (index observation)."""
         return EnvParams()
 
-    def step_env(
-        self,
-        key: jax.Array,
-        state: EnvState,
-        action: int | float | jax.Array,
-        params: EnvParams,
-    ) -> tuple[Any, EnvState, jax.Array, jax.Array, dict[str, jax.Array]]:
+    def step_env(self, key: jax.Array, state: EnvState, action: Action, params: EnvParams) -> StepResult:
         """Send the pending task to AP ``action``, drive ``step_s`` seconds, draw the next task.
 
         Args:

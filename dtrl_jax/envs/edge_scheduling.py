@@ -68,6 +68,7 @@ from gymnax.environments import environment, spaces
 
 from dtrl_jax._checks import check_choice, check_number, is_concrete
 from dtrl_jax.envs.registry import build_params, register
+from dtrl_jax.envs.spec import Action, StepResult
 
 MAX_TASKS = 8
 """Largest allowed ``num_tasks`` (8! = 40,320 orders for brute force)."""
@@ -379,9 +380,7 @@ class EdgeTaskScheduling(environment.Environment[EnvState, EnvParams]):
             num_tasks=self.num_tasks, resample_tasks=self.resample_tasks, observation=self.observation
         )
 
-    def step_env(
-        self, key: jax.Array, state: EnvState, action: int | jax.Array, params: EnvParams
-    ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, jax.Array]]:
+    def step_env(self, key: jax.Array, state: EnvState, action: Action, params: EnvParams) -> StepResult:
         """Send the tasks in the order ``decode_permutation(action)``; the episode then ends.
 
         Returns:

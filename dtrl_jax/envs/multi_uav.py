@@ -63,6 +63,7 @@ from gymnax.environments import environment, spaces
 from dtrl_jax._checks import check_number, check_positive_int, is_concrete
 from dtrl_jax.envs.channel import SPEED_OF_LIGHT_MPS, dbm_to_watt, free_space_rate
 from dtrl_jax.envs.registry import build_params, register
+from dtrl_jax.envs.spec import Action, StepResult
 
 _OWNER = "MultiUAVParams"
 NUM_MOVES = 5
@@ -366,13 +367,7 @@ class MultiUAV(environment.Environment[EnvState, EnvParams]):
         info = {**info, "terminated": terminated, "truncated": truncated, "final_observation": obs_st}
         return obs, state, reward, terminated, truncated, info
 
-    def step_env(
-        self,
-        key: jax.Array,
-        state: EnvState,
-        action: int | float | jax.Array,
-        params: EnvParams,
-    ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, Any]]:
+    def step_env(self, key: jax.Array, state: EnvState, action: Action, params: EnvParams) -> StepResult:
         """Move the UAVs by ``action``, random-walk the users, reward the mean best rate (Mbps)."""
         f32 = jnp.float32
         area = jnp.asarray(params.area_size_m, f32)

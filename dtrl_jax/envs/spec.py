@@ -14,6 +14,11 @@ import jax.numpy as jnp
 from flax import struct
 from gymnax.environments import spaces
 
+#: What a built-in environment's ``step_env`` accepts as its action (gymnax passes ints, floats or arrays).
+Action = int | float | jax.Array
+#: ``step_env``'s result in gymnax's order: ``(obs, state, reward, terminated, info)``.
+StepResult = tuple[Any, Any, jax.Array, jax.Array, dict[str, Any]]
+
 
 @struct.dataclass
 class EnvSpec:

@@ -176,6 +176,51 @@ def _typed(name: str, parse):
     return convert
 
 
+def _int_flag(name: str) -> dict[str, Any]:
+    """argparse settings of an integer option whose bad value is reported under its flag name."""
+    return {"type": _typed(name, parse_int)}
+
+
+#: ``dtrl train``'s own options (the config fields are added by :func:`add_config_flags`): one row per
+#: option, ``(flags, argparse settings, help)``, declared by :func:`_add_options`.
+_TRAIN_OPTIONS: tuple[tuple[tuple[str, ...], dict[str, Any], str], ...] = (
+    (("env",), {"nargs": "?"},
+     ("environment id (see `dtrl envs`), e.g. AccessPointSelection-v0, any gymnax id with discrete actions, or "
+     "package.module:Factory (a callable returning (env, params) or a gymnax Environment, importable from the "
+     "current directory)")),
+    (("--config",), {"metavar": "FILE"},
+     ("start from a run description in JSON or YAML (a run's config.json works); flags given on the command line "
+     "override it")),
+    (("--agent",), {"choices": ("auto", "ql", "dqn"), "default": "auto"},
+     ("ql = tabular Q-learning (discrete observations), dqn = deep Q-network; auto picks ql for a discrete "
+     "observation space, else dqn [default: auto]")),
+    (("--seeds", "--num-seeds"), {"dest": "seeds", **_int_flag("seeds"), "default": None, "metavar": "N"},
+     "HOW MANY seeds, run in parallel as one vmap [default: 1]"),
+    (("--seed",), {**_int_flag("seed"), "default": None, "metavar": "S"},
+     "the BASE seed (not a count): the N keys are jax.random.split(jax.random.key(S), N) [default: 0]"),
+    (("--out",), {"metavar": "DIR"}, "run folder [default: runs/ENV-AGENT-TIMESTAMP]"),
+    (("--env-param",), {"action": "append", "metavar": "NAME=VALUE"},
+     "override an environment parameter (repeatable), e.g. --env-param num_uavs=2"),
+    (("--checkpoint-every",), {**_int_flag("checkpoint_every"), "metavar": "STEPS"},
+     "save a checkpoint every STEPS physical steps (a multiple of --log-every) [default: only at the end]"),
+    (("--keep-checkpoints",), {**_int_flag("keep_checkpoints"), "default": 2, "metavar": "K"},
+     "keep the K newest checkpoints (>= 2 leaves a fallback) [default: 2]"),
+    (("--resume",), {"metavar": "DIR"},
+     ("continue an interrupted run from its last good checkpoint (config from DIR/config.json); with config flags "
+     "(e.g. --total-timesteps), extend it under the new config, keeping its lineage in config.json")),
+    (("--log",), {"metavar": "BACKENDS"},
+     ("also log every interval to tensorboard (RUN_DIR/tb; pip install 'dtrl-jax[log]') and/or wandb, "
+     "comma-separated, e.g. --log tensorboard,wandb (metrics.csv is always written)")),
+    (("--no-progress",), {"action": "store_true"}, "no progress bar and no compile ticker"),
+)
+
+
+def _add_options(parser: argparse.ArgumentParser, options) -> None:
+    """Declare ``parser``'s options from a table of ``(flags, settings, help)`` rows."""
+    for flags, settings, help_text in options:
+        parser.add_argument(*flags, help=help_text, **settings)
+
+
 def _config_fields(cls) -> list[tuple[str, Any, Any, str]]:
     from dtrl_jax.config import field_docs
 
@@ -755,37 +800,7 @@ def build_parser(config_flags: bool = True) -> argparse.ArgumentParser:
         "Every config field is a flag (below). Progress goes to stderr; the run folder is printed on stdout.",
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("env", nargs="?",
-                   help="environment id (see `dtrl envs`), e.g. AccessPointSelection-v0, any gymnax id with "
-                   "discrete actions, or package.module:Factory (a callable returning (env, params) or a "
-                   "gymnax Environment, importable from the current directory)")
-    p.add_argument("--config", metavar="FILE",
-                   help="start from a run description in JSON or YAML (a run's config.json works); flags given "
-                   "on the command line override it")
-    p.add_argument("--agent", choices=("auto", "ql", "dqn"), default="auto",
-                   help="ql = tabular Q-learning (discrete observations), dqn = deep Q-network; auto picks ql "
-                   "for a discrete observation space, else dqn [default: auto]")
-    p.add_argument("--seeds", "--num-seeds", dest="seeds", type=_typed("seeds", parse_int), default=None,
-                   metavar="N", help="HOW MANY seeds, run in parallel as one vmap [default: 1]")
-    p.add_argument("--seed", type=_typed("seed", parse_int), default=None, metavar="S",
-                   help="the BASE seed (not a count): the N keys are jax.random.split(jax.random.key(S), N) "
-                   "[default: 0]")
-    p.add_argument("--out", metavar="DIR", help="run folder [default: runs/ENV-AGENT-TIMESTAMP]")
-    p.add_argument("--env-param", action="append", metavar="NAME=VALUE",
-                   help="override an environment parameter (repeatable), e.g. --env-param num_uavs=2")
-    p.add_argument("--checkpoint-every", type=_typed("checkpoint_every", parse_int), metavar="STEPS",
-                   help="save a checkpoint every STEPS physical steps (a multiple of --log-every) "
-                   "[default: only at the end]")
-    p.add_argument("--keep-checkpoints", type=_typed("keep_checkpoints", parse_int), default=2, metavar="K",
-                   help="keep the K newest checkpoints (>= 2 leaves a fallback) [default: 2]")
-    p.add_argument("--resume", metavar="DIR",
-                   help="continue an interrupted run from its last good checkpoint (config from DIR/config.json); "
-                   "with config flags (e.g. --total-timesteps), extend it under the new config, keeping its "
-                   "lineage in config.json")
-    p.add_argument("--log", metavar="BACKENDS",
-                   help="also log every interval to tensorboard (RUN_DIR/tb; pip install 'dtrl-jax[log]') and/or "
-                   "wandb, comma-separated, e.g. --log tensorboard,wandb (metrics.csv is always written)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar and no compile ticker")
+    _add_options(p, _TRAIN_OPTIONS)
     if config_flags:
         add_config_flags(p)
     p.set_defaults(func=cmd_train)

@@ -1,10 +1,9 @@
 """``benchmarks/anchor_purejaxrl.py``: the same settings on both sides; the fallback run (slow)."""
 
-import json
-
 import pytest
 
 from benchmarks import anchor_purejaxrl as anchor
+from tests.benchmarks.schema import check_results
 
 
 def test_both_sides_get_purejaxrl_settings():
@@ -20,8 +19,12 @@ def test_both_sides_get_purejaxrl_settings():
 @pytest.mark.slow
 def test_fallback_without_purejaxrl(tmp_path, monkeypatch):
     monkeypatch.delenv(anchor.ENV_VAR, raising=False)
-    doc = anchor.main(["--rounds", "1", "--single-steps", "11000", "--seed-steps", "11000", "--seeds", "1",
+    doc = anchor.main(["--rounds", "1", "--single-steps", "20000", "--seed-steps", "20000", "--seeds", "1",
                        "--out", str(tmp_path)])
-    assert doc["anchor"] == "reference_dqn" and doc["edits"] == []
-    on_disk = json.loads((tmp_path / "anchor_purejaxrl.json").read_text())
-    assert on_disk["summary"]["vmap"]["ratio"] > 0
+    assert doc["config"]["anchor"] == "reference_dqn" and doc["config"]["edits"] == []
+    d = check_results(tmp_path, "anchor_purejaxrl", mode="default", png=False, summary_keys=[
+        f"{form}.{k}" for form in ("single", "vmap", "vmap_run") for k in ("ours_steps_per_s", "ratio")])
+    assert d["summary"]["vmap"]["ratio"] > 0
+    assert len(d["measurements"]) == 5  # 2 forms x 2 sides + vmap_run, one round
+    assert set(d["curves"]["steps_per_s"]["series"]) == {"ours single", "reference_dqn single", "ours vmap",
+                                                         "reference_dqn vmap", "ours vmap_run"}

@@ -11,6 +11,7 @@ import math
 import pytest
 
 from benchmarks import _common, env_throughput
+from tests.benchmarks.schema import check_results
 
 BATCHES = [1, 4]
 
@@ -46,26 +47,28 @@ def test_writes_json_and_png(run):
     on_disk = json.loads((out / "env_throughput.json").read_text())
     assert on_disk["benchmark"] == "env_throughput"
     assert on_disk["config"]["batch_sizes"] == BATCHES
-    assert on_disk["config"]["mode"] == "quick"
+    assert on_disk["mode"] == "quick"
 
 
 def test_json_schema(run):
     out, _ = run
-    doc = json.loads((out / "env_throughput.json").read_text())
-    for key in ("benchmark", "timestamp_utc", "environment", "config", "reference_env", "target", "envs", "summary"):
-        assert key in doc, key
-    assert doc["timestamp_utc"].endswith("Z")
+    doc = check_results(out, "env_throughput", png=False, summary_keys=[
+        f"{env}.{k}" for env in ("CartPole-v1", *env_throughput.DTRL_ENVS)
+        for k in ("ratio_by_batch", "peak_steps_per_s", "min_ratio", "meets_target_all")])
+    assert set(doc["curves"]) == {"steps_per_s", "steps_per_cpu_s", "ratio_to_reference"}
+    assert set(doc["curves"]["steps_per_s"]["series"]) == {"CartPole-v1", *env_throughput.DTRL_ENVS}
+    assert doc["curves"]["steps_per_s"]["series"]["CartPole-v1"]["x"] == [float(b) for b in BATCHES]
     env_info = doc["environment"]
     for pkg in ("jax", "jaxlib", "flax", "optax", "chex", "gymnax", "distrax", "numpy"):
         assert pkg in env_info["packages"]
     assert env_info["packages"]["jax"]
     assert env_info["python"]
     assert env_info["jax_devices"] and env_info["jax_devices"][0]["platform"] == "cpu"
-    assert doc["reference_env"] == "CartPole-v1"
+    assert doc["config"]["reference_env"] == "CartPole-v1"
     assert set(doc["envs"]) == {"CartPole-v1", *env_throughput.DTRL_ENVS}
-    assert doc["target"]["min_ratio_to_reference"] == 0.5
+    assert doc["config"]["target"]["min_ratio_to_reference"] == 0.5
     assert isinstance(doc["config"]["busy_machine"], bool)
-    assert doc["files"] == {"png": "env_throughput.png", "json": "env_throughput.json"}
+    assert doc["config"]["files"] == {"png": "env_throughput.png", "json": "env_throughput.json"}
 
 
 def test_reference_numbers_positive_and_finite(run):

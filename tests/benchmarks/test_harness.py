@@ -135,3 +135,28 @@ def test_dtrl_plot_reads_the_schema_and_names_old_files(runs, tmp_path):
     with pytest.raises(ValueError, match="written before the benchmark harness"):
         plotting.read_results(old)
     assert main(["plot", str(old), "--out", str(tmp_path / "d.png")]) == 2
+
+
+def test_probe_and_seed_keys_keep_the_program(runs):
+    """``probe`` (init + scan of run) and explicit ``seed_keys`` give the same runs as ``train(key)``."""
+    keys = jax.random.split(jax.random.key(3), 2)
+    probed = harness.run_arms(ARMS[:1], CHAIN, PARAMS, seeds=1, seed_keys=keys[1:], progress=False,
+                              probe=lambda s: {"q_sum": s.q.sum()})
+    for name in ("episode_return", "eval_return", "physical_episodes"):
+        np.testing.assert_allclose(probed["lr 0.2"][name], runs["lr 0.2"][name][1:], rtol=1e-6, equal_nan=True)
+    assert probed["lr 0.2"]["q_sum"].shape == (1, 3)
+    # the probe reads the Q-table after each interval: its last value is the final table's
+    single = jax.jit(dt.make_train(ARMS[0].config, CHAIN, PARAMS))(keys[1])
+    np.testing.assert_allclose(probed["lr 0.2"]["q_sum"][0, -1], float(single.runner_state.agent_state.q.sum()),
+                               rtol=1e-6)
+    with pytest.raises(ValueError, match="seed_keys"):
+        harness.run_arms(ARMS[:1], CHAIN, PARAMS, seeds=2, seed_keys=keys[:1], progress=False)
+
+
+def test_points_panel_groups_and_sorts_rows():
+    rows = [{"case": "a", "d": 4, "r": 2.0}, {"case": "a", "d": 1, "r": 1.0, "sd": None}, {"case": "b", "d": 1, "r": None},
+            {"case": "b", "d": 2, "r": 5.0, "sd": 0.5}, {"case": None, "d": 8, "r": 9.0}]
+    p = harness.points_panel(rows, x="d", y="r", series_of=lambda r: r["case"], std="sd")
+    assert list(p["series"]) == ["a", "b"]
+    assert p["series"]["a"] == {"x": [1.0, 4.0], "mean": [1.0, 2.0], "std": [0.0, 0.0], "seeds": 1}
+    assert p["series"]["b"]["x"] == [2.0] and p["series"]["b"]["std"] == [0.5]

@@ -1,4 +1,4 @@
-"""Smoke tests of the paper case-study benchmarks: tiny settings, JSON schema, finite numbers.
+"""Smoke tests of the paper case-study benchmarks: tiny settings, results schema, finite numbers.
 
 Each runs the script's ``main`` into a temporary directory with a couple of seeds and a few hundred
 physical steps. Speed is never asserted; learning is not either (far too short to learn anything).
@@ -17,6 +17,7 @@ import numpy as np
 import dtrl_jax as dt
 from benchmarks import _common, ap_selection, edge_scheduling, multi_uav
 from dtrl_jax.envs import multi_uav as mu
+from tests.benchmarks.schema import check_results
 
 COMMON_KEYS = ("benchmark", "timestamp_utc", "environment", "config", "device", "git", "wall_time_s", "paper",
                "variants", "summary")
@@ -51,52 +52,62 @@ def _check_common(doc: dict, name: str, out) -> dict:
 
 
 def test_ap_selection_smoke(tmp_path):
-    doc = ap_selection.main(["--quick", "--seeds", "2", "--episodes", "8", "--num-envs", "2", "--points", "4",
-                             "--trials", "1,2", "--out", str(tmp_path)])
-    d = _check_common(doc, "ap_selection", tmp_path)
-    assert [v["action_trials"] for v in d["variants"]] == [1, 2]
+    ap_selection.main(["--quick", "--seeds", "2", "--episodes", "8", "--num-envs", "2", "--points", "4",
+                       "--trials", "1,2", "--out", str(tmp_path)])
+    d = check_results(tmp_path, "ap_selection", summary_keys=[
+        f"{m}.{k}" for m in ("greedy_eval", "greedy_exact") for k in (
+            "physical_plateau", "largest_n_plateau", "largest_n_episodes_to_physical_plateau",
+            "physical_episodes_to_own_plateau", "largest_n_reach_ratio", "plateaus_ordered_by_n",
+            "gain_largest_n_over_physical", "gain_largest_n_over_physical_std")])
+    assert set(d["curves"]) == {"greedy_eval", "greedy_exact", "train_return", "epsilon"}
+    labels = ["physical QL", "DT-enhanced QL, n = 2"]
+    assert list(d["curves"]["greedy_eval"]["series"]) == labels
     assert d["config"]["seeds"] == 2 and d["config"]["eval_episodes"] == ap_selection.EVAL_EPISODES
-    assert d["git"]["commit"] and len(d["git"]["commit"]) == 40
-    ref = d["reference_returns"]
+    ref = d["config"]["reference_returns"]
     assert ref["random"] < ref["heuristic"] < ref["tabular_optimum"] < ref["oracle"]
-    for v in d["variants"]:
-        assert v["x_label"] == "physical episodes"
-        assert len(v["epsilon"]) == len(v["x"]) and v["epsilon"][0] <= 1.0
+    assert d["config"]["arms"]["physical QL"]["twin"] is None
+    assert d["config"]["arms"]["DT-enhanced QL, n = 2"]["twin"]["action_trials"] == 2
+    for label in labels:
+        v = d["summary"]["variants"][label]
         for name in ("greedy_eval", "greedy_exact"):
             g = v[name]
-            assert len(g["mean"]) == len(v["x"]) and _finite_list(g["mean"])
-            assert len(g["per_seed"]) == 2 and math.isfinite(g["plateau_mean"])
+            assert len(g["plateau_per_seed"]) == 2 and math.isfinite(g["plateau_mean"])
             assert set(g["reach_physical_plateau"]) == {"minus_0", "minus_0.5", "minus_1"}
         # the exact greedy return of a Q-table never exceeds the best tabular policy
-        assert max(v["greedy_exact"]["mean"]) <= ref["tabular_optimum"] + 1e-3
-    assert d["variants"][0]["twin"] is None and d["variants"][1]["twin"]["action_trials"] == 2
-    assert d["variants"][0]["greedy_eval"]["paired_gain_over_physical_mean"] == 0.0
-    assert d["paper"]["n5_final_return"] == 85.0
+        assert max(d["curves"]["greedy_exact"]["series"][label]["mean"]) <= ref["tabular_optimum"] + 1e-3
+        assert d["curves"]["greedy_eval"]["series"][label]["seeds"] == 2
+    eps = d["curves"]["epsilon"]["series"]["physical QL"]["mean"]
+    assert eps[0] <= 1.0 and eps == sorted(eps, reverse=True)
+    assert d["summary"]["variants"]["physical QL"]["greedy_eval"]["paired_gain_over_physical_mean"] == 0.0
+    assert d["config"]["paper"]["n5_final_return"] == 85.0
     assert math.isfinite(d["summary"]["greedy_eval"]["physical_plateau"])
-    assert d["sensitivity"] is None
+    assert d["summary"]["sensitivity"] is None
     lines = (tmp_path / "ap_selection.json").read_text().splitlines()
     # compact: number lists on one line, never one number per line
     assert not [ln for ln in lines if re.fullmatch(r"\s*(-?[0-9.eE+-]+|null),?", ln)]
 
 
-def _fake_run(n, curve, setting):
-    """A ``run_variant``-shaped dict whose greedy curves are ``curve`` (4 seeds) at x = 10, 20, ..."""
-    y = np.tile(np.asarray(curve, np.float64), (4, 1))
-    x = np.tile(10.0 * np.arange(1, y.shape[1] + 1), (4, 1))
-    m = {"physical_episodes": x, "episode_return": y - 5, "eval_return": y, "exact": y,
-         "epsilon": np.zeros_like(y), "twin_transitions": x, "violations": x}
-    return {"label": f"n={n} {setting}", "action_trials": n, "setting": setting, "_m": m, "compile_s": 0.0,
-            "run_s": 0.0}
+def _fake_runs(curves: dict[str, list[float]]) -> dict[str, dict[str, np.ndarray]]:
+    """``run_arms``-shaped runs whose greedy curves are ``curves[name]`` (4 seeds) at x = 10, 20, ..."""
+    out = {}
+    for name, curve in curves.items():
+        y = np.tile(np.asarray(curve, np.float64), (4, 1))
+        x = np.tile(10.0 * np.arange(1, y.shape[1] + 1), (4, 1))
+        out[name] = {"physical_episodes": x, "episode_return": y - 5, "eval_return": y, "exact": y,
+                     "epsilon": np.zeros_like(y), "twin_transitions": x, "violations": x}
+    return out
 
 
-def test_ap_selection_sensitivity_table():
+def test_ap_selection_sensitivity_rows():
     """Every setting is measured against the baseline physical plateau; values from hand-made curves."""
     phys = [0, 5, 8, 10, 10, 10, 10, 10]  # plateau 10, reached at x = 40
     n5 = [0, 10, 12, 12, 12, 12, 12, 12]  # reaches 10 at x = 20
     slow = [0, 2, 4, 6, 9, 11, 11, 11]    # reaches 10 at x = 60
-    runs = [_fake_run(1, phys, "baseline"), _fake_run(5, n5, "baseline"),
-            _fake_run(1, slow, "gamma = 0"), _fake_run(5, n5, "gamma = 0")]
-    rows = ap_selection.sensitivity_table(runs, 2, smooth_points=1)
+    sched = ap_selection.schedule(10, 1, 4, 100.0)
+    arms = [ap_selection.arm(n, ap_selection.HYPER, sched, 1, 100.0, setting=s)
+            for s in ("baseline", "gamma = 0") for n in (1, 5)]
+    runs = _fake_runs(dict(zip([a.name for a in arms], [phys, n5, slow, n5])))
+    rows = ap_selection.sensitivity_rows(runs, arms, arms[0].name, smooth_points=1)
     assert [(r["setting"], r["action_trials"]) for r in rows] == [
         ("baseline", 1), ("baseline", 5), ("gamma = 0", 1), ("gamma = 0", 5)]
     for name in ("greedy_eval", "greedy_exact"):
@@ -124,39 +135,59 @@ def test_multi_uav_smoke(tmp_path):
     assert len(text.splitlines()) < 400  # compact: lists of numbers on one line
 
 
+EDGE_TABLE_KEYS = ("median_converged_iteration", "median_converged_exact_iteration", "converged_fraction",
+                   "converged_seeds", "final_gap_mean", "final_gap_std", "iterations")
+
+
 def test_edge_scheduling_smoke(tmp_path):
-    doc = edge_scheduling.main(["--quick", "--seeds", "2", "--tasks", "6", "--ql-iterations", "64",
-                                "--dt-iterations", "64", "--delta", "32", "--phis", "4",
-                                "--out", str(tmp_path)])
-    d = _check_common(doc, "edge_scheduling", tmp_path)
-    algos = [v["algorithm"] for v in d["variants"]]
-    assert algos == ["q_learning", "dt_exploring_q_learning", "dt_async_q_learning"]
-    for v in d["variants"]:
-        assert len(v["gap_mean"]) == len(v["x"])
-        assert _finite_list(v["gap_mean"]) and all(g >= 0 for g in v["gap_mean"])
+    edge_scheduling.main(["--quick", "--seeds", "2", "--tasks", "6", "--ql-iterations", "64",
+                          "--dt-iterations", "64", "--delta", "32", "--phis", "4", "--out", str(tmp_path)])
+    labels = ["Q-learning", "DT exploring QL, phi = 4", "DT async QL, phi = 4"]
+    d = check_results(tmp_path, "edge_scheduling",
+                      summary_keys=[f"6.{label}.{k}" for label in labels for k in EDGE_TABLE_KEYS])
+    assert set(d["curves"]) == {"N=6/gap", "N=6/return"}
+    variants = d["summary"]["variants"]["6"]
+    assert [v["algorithm"] for v in variants.values()] == ["q_learning", "dt_exploring_q_learning",
+                                                           "dt_async_q_learning"]
+    for label, v in variants.items():
+        gap = d["curves"]["N=6/gap"]["series"][label]
+        assert all(g >= 0 for g in gap["mean"]) and gap["seeds"] == 2
+        assert gap["x"] == sorted(gap["x"])
         assert 0.0 <= v["converged_fraction"] <= 1.0
         assert math.isfinite(v["final_gap_mean"]) and v["final_gap_mean"] >= 0
         assert len(v["converged_iteration_per_seed"]) == 2
-    assert d["variants"][-1]["eval_every"] == 32  # async: evaluated once per averaging round
-    assert len(d["variants"][-1]["x"]) == 2
-    frame = d["frames"]["6"]
+    assert variants["DT async QL, phi = 4"]["eval_every"] == 32  # async: evaluated once per averaging round
+    assert len(d["curves"]["N=6/gap"]["series"]["DT async QL, phi = 4"]["x"]) == 2
+    frame = d["config"]["frames"]["6"]
     assert frame["best_cost"] <= frame["mean_cost"] <= frame["worst_cost"]
-    assert d["paper"]["n6_dt_500_trials_iterations"] == 102
+    assert d["config"]["paper"]["n6_dt_500_trials_iterations"] == 102
 
 
 def test_edge_scheduling_lr_sweep_smoke(tmp_path):
-    doc = edge_scheduling.main(["--quick", "--lr-sweep", "--seeds", "2", "--ql-iterations", "64",
-                                "--dt-iterations", "64", "--phis", "4", "--lrs", "0.05", "--out", str(tmp_path)])
-    d = _check_common(doc, "edge_scheduling_lr_sweep", tmp_path)
-    assert [v["algorithm"] for v in d["variants"]] == ["q_learning", "dt_exploring_q_learning"]
-    assert all(v["learning_rate"] == 0.05 for v in d["variants"])
+    edge_scheduling.main(["--quick", "--lr-sweep", "--seeds", "2", "--ql-iterations", "64",
+                          "--dt-iterations", "64", "--phis", "4", "--lrs", "0.05", "--out", str(tmp_path)])
+    d = check_results(tmp_path, "edge_scheduling_lr_sweep", summary_keys=["rows"])
+    assert set(d["curves"]) == {"gap", "return"}
+    assert [r["algorithm"] for r in d["summary"]["rows"]] == ["q_learning", "dt_exploring_q_learning"]
+    assert all(r["learning_rate"] == 0.05 for r in d["summary"]["rows"])
     assert set(d["config"]["criteria"]) == {"gap_0.01", "exact"}
     for r in d["summary"]["rows"]:
         # the exact-optimum criterion is stricter: never more converged seeds than gap <= 0.01
         assert r["exact"]["seeds"] <= r["gap_0.01"]["seeds"] <= 2
-    for v in d["variants"]:
+    for v in d["summary"]["variants"].values():
         for c, e in zip(v["converged_iteration_per_seed"], v["converged_exact_iteration_per_seed"]):
             assert e is None or (c is not None and c <= e)
+
+
+def test_edge_scheduling_stays_from_numpy():
+    """The convergence criterion against a hand-made table: first x from which the gap stays <= threshold."""
+    x = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    gaps = np.array([[0.5, 0.0, 0.2, 0.0, 0.0],      # dips at 2, stays from 4
+                     [0.0, 0.0, 0.0, 0.0, 0.0],      # from the start
+                     [0.0, 0.0, 0.0, 0.0, 0.3],      # leaves at the end: never
+                     [np.nan, 0.0, 0.0, 0.0, 0.0]])  # NaN counts as not converged there
+    assert edge_scheduling.stays_from(x, gaps, 0.01) == [4.0, 1.0, None, 2.0]
+    assert edge_scheduling.stays_from(x, gaps, 0.25) == [2.0, 1.0, None, 2.0]
 
 
 def test_multi_uav_additive_argmax_matches_brute_force():

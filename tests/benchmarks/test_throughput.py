@@ -1,4 +1,4 @@
-"""Smoke test of ``benchmarks/throughput.py`` (and ``reference_dqn``): tiny settings, JSON schema only.
+"""Smoke test of ``benchmarks/throughput.py`` (and ``_reference_dqn``): tiny settings, the results schema.
 
 Speed is never asserted here; the benchmark itself reports it. To stay well under a minute on a 2-core
 CPU the sweep runs only the tabular case (cheap to compile) and the reference comparison the two DQN
@@ -13,6 +13,7 @@ import math
 import pytest
 
 from benchmarks import throughput
+from tests.benchmarks.schema import check_results
 
 ARGS = [
     "--quick",
@@ -45,21 +46,29 @@ def test_files_written(doc):
     assert (out / "throughput.json").is_file()
     assert (out / "throughput.png").stat().st_size > 1000
     assert on_disk["benchmark"] == "throughput"
-    assert on_disk["files"] == {"png": "throughput.png", "json": "throughput.json"}
+    assert on_disk["config"]["files"] == {"png": "throughput.png", "json": "throughput.json"}
     assert result["files"]["json"].endswith("throughput.json")
 
 
 def test_top_level_schema(doc):
     _, _, d = doc
-    for key in ("benchmark", "timestamp_utc", "environment", "description", "config", "targets", "reference",
-                "results", "summary", "wall_time_s"):
+    out, _, _ = doc
+    check_results(out, "throughput", summary_keys=["cases.ql-ap.off_us_per_iteration",
+                                                   "reference_ratio", "reference.ours.physical_steps_per_s",
+                                                   "reference.reference.physical_steps_per_s",
+                                                   "reference.ours.final_return", "reference.ours.updates"])
+    for key in ("reference", "results"):
         assert key in d, key
     assert d["environment"]["jax_devices"][0]["platform"] == "cpu"
     cfg = d["config"]
-    assert cfg["mode"] == "quick" and cfg["device"] == "cpu"
+    assert d["mode"] == "quick" and cfg["device"] == "cpu" and cfg["wall_time_s"] > 0
+    assert set(d["curves"]) == {"us_per_iteration", "cpu_us_per_iteration", "physical_steps_per_s",
+                                "twin_transitions_per_s", "compile_s", "seeds"}
+    assert d["curves"]["us_per_iteration"]["series"]["ql-ap trials"]["x"] == [2.0]
+    assert d["curves"]["seeds"]["series"]["ql-ap off D=0"]["x"] == [1.0, 2.0]
     assert cfg["domains"] == [2] and cfg["seeds"] == [1, 2] and cfg["cases"] == ["ql-ap"]
     assert len(cfg["load_average_at_start"]) == 3
-    assert d["targets"] == {"reference_ratio_min": 1.0, "d64_over_d1_time_per_step_max": 1.5}
+    assert cfg["targets"] == {"reference_ratio_min": 1.0, "d64_over_d1_time_per_step_max": 1.5}
 
 
 def test_sweep_points(doc):
@@ -126,7 +135,7 @@ def test_table_and_points_helpers():
 
 def test_reference_dqn_config_mirrors_dqnconfig():
     import dtrl_jax as dt
-    from benchmarks import reference_dqn
+    from benchmarks import _reference_dqn as reference_dqn
 
     cfg = dt.DQNConfig()
     ref = reference_dqn.config_from_dqn(cfg)

@@ -21,7 +21,7 @@ Two documented choices where PureJaxRL differs from itself across versions:
 
 Usage::
 
-    python -m benchmarks.reference_dqn [--steps 500000] [--seeds 1]
+    python -m benchmarks._reference_dqn [--steps 500000] [--seeds 1]
 
 prints steps/s and the final return; ``benchmarks.throughput`` times it next to dtrl-jax.
 """
@@ -64,7 +64,7 @@ def config_from_dqn(cfg: Any) -> dict[str, Any]:
     out = {k: getattr(cfg, k) for k in DEFAULT_CONFIG}
     out["epsilon_decay_steps"] = getattr(cfg, "decay_steps", out["epsilon_decay_steps"])  # None = fraction of the run
     for k in ("learning_rate", "max_grad_norm", "gamma", "epsilon_start", "epsilon_end", "epsilon_decay_steps", "tau"):
-        out[k] = float(out[k])
+        out[k] = None if out[k] is None and k == "max_grad_norm" else float(out[k])  # None: no clipping
     out["hidden_sizes"] = tuple(out["hidden_sizes"])
     return out
 
@@ -119,7 +119,8 @@ def make_train(config: dict[str, Any], env, env_params):
         raise ValueError("reference DQN: total_timesteps must be a multiple of num_envs")
     num_actions = env.action_space(env_params).n
     net = QNetwork(tuple(c["hidden_sizes"]), num_actions)
-    tx = optax.chain(optax.clip_by_global_norm(c["max_grad_norm"]), optax.adam(c["learning_rate"]))
+    tx = (optax.adam(c["learning_rate"]) if c["max_grad_norm"] is None  # as DQNConfig(max_grad_norm=None)
+          else optax.chain(optax.clip_by_global_norm(c["max_grad_norm"]), optax.adam(c["learning_rate"])))
     gamma = c["gamma"]
     n_iter = c["total_timesteps"] // n_envs
 
@@ -212,7 +213,7 @@ def final_return(metrics, fraction: float = 0.1) -> float:
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     import gymnax
 
-    p = argparse.ArgumentParser(prog="python -m benchmarks.reference_dqn", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks._reference_dqn", description=__doc__.split("\n")[0])
     p.add_argument("--steps", type=int, default=DEFAULT_CONFIG["total_timesteps"])
     p.add_argument("--seeds", type=int, default=1)
     args = p.parse_args(argv)
