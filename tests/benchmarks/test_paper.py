@@ -58,8 +58,15 @@ def test_ap_selection_smoke(tmp_path):
         f"{m}.{k}" for m in ("greedy_eval", "greedy_exact") for k in (
             "physical_plateau", "largest_n_plateau", "largest_n_episodes_to_physical_plateau",
             "physical_episodes_to_own_plateau", "largest_n_reach_ratio", "plateaus_ordered_by_n",
-            "gain_largest_n_over_physical", "gain_largest_n_over_physical_std")])
+            "gain_largest_n_over_physical", "gain_largest_n_over_physical_std", "plateaus_ordered_within_noise")])
     assert set(d["curves"]) == {"greedy_eval", "greedy_exact", "train_return", "epsilon"}
+    for name in ("greedy_eval", "greedy_exact"):
+        (step,) = d["summary"][name]["plateau_steps_by_n"]
+        per_seed = [d["summary"]["variants"][lab][name]["plateau_per_seed"] for lab in
+                    ("physical QL", "DT-enhanced QL, n = 2")]
+        assert step["from_n"] == 1 and step["to_n"] == 2 and step["seeds"] == 2
+        assert math.isclose(step["mean"], (per_seed[1][0] - per_seed[0][0] + per_seed[1][1] - per_seed[0][1]) / 2,
+                            abs_tol=1e-3)
     labels = ["physical QL", "DT-enhanced QL, n = 2"]
     assert list(d["curves"]["greedy_eval"]["series"]) == labels
     assert d["config"]["seeds"] == 2 and d["config"]["eval_episodes"] == ap_selection.EVAL_EPISODES
