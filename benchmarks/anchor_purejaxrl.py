@@ -158,6 +158,9 @@ def main(argv=None) -> dict[str, Any]:
     parser.add_argument("--seed-steps", type=int, default=100_000, help="physical steps per seed of the vmapped runs")
     parser.add_argument("--seeds", type=int, default=8, help="seeds of the vmapped runs")
     parser.add_argument("--out", default=None, metavar="DIR", help="directory for the JSON/PNG (default benchmarks/results)")
+    parser.add_argument("--rows", default=None, metavar="JSON",
+                        help="summarise the per-process rows ('measurements') of an earlier result file instead of "
+                             "measuring (e.g. a run written in an older layout); its commit and time go in the config")
     parser.add_argument("--worker", nargs=4, metavar=("IMPL", "FORM", "STEPS", "SEEDS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
@@ -177,7 +180,20 @@ def main(argv=None) -> dict[str, Any]:
         anchor = "reference_dqn"
     plan = [("single", args.single_steps, 1), ("vmap", args.seed_steps, args.seeds)]
     rows: list[dict[str, Any]] = []
-    for r in range(args.rounds):
+    rows_from = None
+    if args.rows:
+        earlier = json.loads(Path(args.rows).read_text())
+        rows = list(earlier["measurements"])
+        prov = earlier.get("provenance", {})
+        rows_from = {"file": str(args.rows), "timestamp_utc": earlier.get("timestamp_utc"),
+                     "commit": prov.get("commit"), "dirty": prov.get("dirty"),
+                     "command": prov.get("command"), "environment": earlier.get("environment")}
+        anchor = earlier.get("config", earlier).get("anchor", anchor)
+        first = {r["form"]: r for r in rows}
+        args.rounds = 1 + max(r["round"] for r in rows)
+        args.single_steps, args.seed_steps = first["single"]["steps"], first["vmap"]["steps"]
+        args.seeds = first["vmap"]["seeds"]
+    for r in range(0 if rows_from else args.rounds):
         for form, steps, seeds in plan:
             order = [anchor, "ours"] if r % 2 == 0 else ["ours", anchor]
             for impl in order:
@@ -202,7 +218,8 @@ def main(argv=None) -> dict[str, Any]:
               "method": "one process per measurement, interleaved rounds, median over rounds, one timed call after "
                         "ahead-of-time compilation",
               "rounds": args.rounds, "single_steps": args.single_steps, "seed_steps": args.seed_steps,
-              "seeds": args.seeds, "load_average_at_end": _common.load_average()}
+              "seeds": args.seeds, "load_average_at_end": _common.load_average(),
+              "rows_from": rows_from}
     # one series per implementation and form: its steps/s in each round (the summary holds the medians)
     curves = {"steps_per_s": harness.points_panel(
         rows, x="round", y="steps_per_s", series_of=lambda r: f"{r['impl']} {r['form']}",
