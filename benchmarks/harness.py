@@ -154,7 +154,7 @@ def _reporter(label: str, num_intervals: int) -> Callable[[Any], None]:
     return report
 
 
-def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) -> Callable:
+def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter, after=None) -> Callable:
     """``one(config, twin_params, key, eval_key) -> kept metrics`` of one arm and seed (jittable)."""
 
     def one(cfg, tp, k, k_eval):
@@ -167,6 +167,8 @@ def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) ->
         if final_eval:
             ev = dt.evaluate(k_eval, train.agent, res.runner_state.agent_state, train.env, train.env_params, final_eval)
             kept["_final_eval"] = {"return": ev.returns, "length": ev.lengths, "violations": ev.violations}
+        if after is not None:
+            kept["_after"] = after(train, res, k_eval)
         return kept
 
     return one
@@ -174,7 +176,8 @@ def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter) ->
 
 def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array | None = None,
              device: jax.Device | None = None, keep: Sequence[str] = DEFAULT_METRICS,
-             final_eval: int = 0, progress: bool = True) -> dict[str, dict[str, np.ndarray]]:
+             final_eval: int = 0, progress: bool = True,
+             after: Callable[[Any, Any, jax.Array], Any] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Train every arm on ``seeds`` seeds; one compiled program per static group of arms.
 
     Args:
@@ -189,6 +192,10 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         wrapped when ``share_global_obs``); 0 = none. Its keys are
         ``split(fold_in(key, EVAL_STREAM), seeds)``, a stream apart from the training keys.
       progress: print progress lines while it runs.
+      after: optional ``after(train, result, eval_key) -> pytree`` traced inside the program at the end
+        of each (arm, seed): a measurement of the final agent (``result.runner_state.agent_state``)
+        that needs more than the metrics, e.g. its value at the initial state; returned under
+        ``runs[name]["_after"]`` with a leading ``[seeds]`` axis.
     Returns:
       ``{arm name: {metric: float64/int array [seeds, intervals]}}`` plus ``"_timing"`` per arm
       (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict, and with
@@ -215,7 +222,7 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         configs = _stack([a.config for a in members])
         tparams = None if template.twin_params is None else _stack([a.twin_params for a in members])
 
-        one = _program(env, env_params, keep, final_eval, reporter)
+        one = _program(env, env_params, keep, final_eval, reporter, after)
         fn = jax.vmap(jax.vmap(one, in_axes=(None, None, 0, 0)),
                       in_axes=(0, 0 if tparams is not None else None, None, None))
         with jax.default_device(device):
