@@ -44,9 +44,9 @@ Monte-Carlo values, ``curves["greedy"]`` and ``curves["training"]`` as mean/std 
 instead: the one-step problem (gamma = 0, where a perfect Q-function is the myopic planner) measured
 on the states of random joint actions and of the myopic planner's path: the spread of the next
 reward over the 625 joint actions against its spread over states, the regret of the best additive
-(branching-head) model, and the regret of the default network's greedy action after a supervised fit
-on uniform actions and after a physical DQN run at gamma = 0, each against a random action and the
-best constant action.
+(branching-head) model, and the regret of the greedy action of each head (``DIAGNOSED_HEADS``:
+branching and afterstate, the default MLP) after a supervised fit on uniform actions and after a
+physical DQN run at gamma = 0, each against a random action and the best constant action.
 """
 
 from __future__ import annotations
@@ -233,6 +233,10 @@ def reference_rates(env, params, episodes: int) -> dict[str, Any]:
 # (additive) head can represent it, and whether the default network learns it (a) by regression on
 # uniformly drawn actions and (b) inside the training loop.
 
+#: The heads the diagnosis compares: per-UAV output heads on a shared torso, and one value network at
+#: the single-UAV afterstates (``DQNConfig.head``).
+DIAGNOSED_HEADS = ("branching", "afterstate")
+
 #: Diagnosis scale per mode: supervised gradient steps (the physical DQN makes ~9,000 in 1,000
 #: episodes), states per measurement, in-loop DQN episodes and seeds.
 DIAGNOSE: dict[str, dict[str, int]] = {
@@ -328,18 +332,22 @@ def diagnose(mode: str, device, out=None) -> dict[str, Any]:
     env, params = dt.make(ENV_ID)
     horizon = int(params.max_steps_in_episode)
     dims = tuple(env.action_dims(params))
-    cfg = make_config(0, scale["episodes"], scale["num_envs"], horizon, {"gamma": 0.0})
+    cfgs = {head: make_config(0, scale["episodes"], scale["num_envs"], horizon, {"gamma": 0.0, "head": head})
+            for head in DIAGNOSED_HEADS}
     spec = inspect_env(env, params)
-    agent = build_agent(cfg, spec)
+    agents = {head: build_agent(cfg, spec) for head, cfg in cfgs.items()}
+    batch_size = cfgs[DIAGNOSED_HEADS[0]].batch_size
     n = scale["states"]
     episodes = max(2, -(-2 * n // horizon))
-    doc: dict[str, Any] = {"config": {"mode": mode, "env": ENV_ID, **scale, "dqn": "DQNConfig defaults, gamma 0"}}
+    doc: dict[str, Any] = {"config": {"mode": mode, "env": ENV_ID, **scale, "heads": list(DIAGNOSED_HEADS),
+                                      "dqn": "DQNConfig defaults, gamma 0, per head"}}
     with jax.default_device(device):
         key = jax.random.key(7)
         k_rand, k_myo, k_fit, k_sel, k_loop = jax.random.split(key, 5)
         sets = {"random_walk": policy_states(env, params, mu.random_policy, k_rand, episodes),
                 "myopic_path": policy_states(env, params, mu.myopic_policy, k_myo, episodes)}
-        signal, fits = {}, {}
+        signal: dict[str, Any] = {}
+        fits: dict[str, dict[str, Any]] = {head: {} for head in DIAGNOSED_HEADS}
         for name, states in sets.items():
             pick = jax.random.permutation(jax.random.fold_in(k_sel, len(name)), states.time.shape[0])[: 2 * n]
             states = jax.tree.map(partial(jnp.take, indices=pick, axis=0), states)
@@ -353,32 +361,16 @@ def diagnose(mode: str, device, out=None) -> dict[str, Any]:
                 "additive_head_regret_mbps": float(choice_regrets(rewards, additive_argmax(rewards, dims))["chosen"]),
             }
             halves = (obs[:n], obs[n:]), (rewards[:n], rewards[n:])
-            chosen = jax.jit(partial(supervised_fit, agent, steps=scale["fit_steps"], batch_size=cfg.batch_size))(
-                halves[0], halves[1], k_fit)
-            fits[name] = {k: float(v) for k, v in choice_regrets(rewards[n:], chosen).items()}
+            for head, agent in agents.items():
+                chosen = jax.jit(partial(supervised_fit, agent, steps=scale["fit_steps"], batch_size=batch_size))(
+                    halves[0], halves[1], k_fit)
+                fits[head][name] = {k: float(v) for k, v in choice_regrets(rewards[n:], chosen).items()}
         doc["action_signal"] = signal
         doc["supervised_fit"] = {"steps": scale["fit_steps"], "regret_mbps": fits}
         # In the loop: physical DQN at gamma = 0 (a learned one-step planner), then the regret of its
         # greedy action on the same state sets and its greedy rate.
-        train = dt.make_train(cfg, env, params)
-
-        def one(k):
-            out = train(k)
-            st = out.runner_state.agent_state
-            res = {}
-            for name, states in sets.items():
-                s = jax.tree.map(lambda x: x[:n], states)
-                rewards = jax.vmap(lambda ss: next_rewards(env, ss, params))(s)
-                chosen = jax.vmap(lambda ss: jnp.argmax(train.agent.q_values(st, env.get_obs(ss, params))))(s)
-                res[name] = choice_regrets(rewards, chosen)
-            return out.metrics["eval_return"], res
-
-        ev, res = jax.jit(jax.vmap(one))(jax.random.split(k_loop, scale["seeds"]))
-        tail = max(1, round(0.1 * ev.shape[1]))
-        doc["dqn_gamma0_in_loop"] = {
-            "greedy_final_mbps_per_seed": _paper.to_list(np.mean(np.asarray(ev)[:, -tail:], 1) / horizon, 4),
-            "regret_mbps": {name: {k: float(np.mean(v)) for k, v in r.items()} for name, r in res.items()},
-        }
+        doc["dqn_gamma0_in_loop"] = {head: _diagnose_loop(cfg, env, params, sets, n, k_loop, scale["seeds"])
+                                     for head, cfg in cfgs.items()}
         doc["reference"] = {k: {"mean": float(v)} for k, v in (
             (name, jnp.mean(mu.policy_episode_rates(jax.random.key(123), env, params, pol, 16)))
             for name, pol in (("hangar", mu.hangar_policy), ("myopic", mu.myopic_policy)))}
@@ -386,6 +378,31 @@ def diagnose(mode: str, device, out=None) -> dict[str, Any]:
     path = _common.write_results(f"{NAME}_diagnose", doc, out)
     _common.log(json.dumps({k: doc[k] for k in ("action_signal", "supervised_fit", "dqn_gamma0_in_loop")}, indent=1))
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def _diagnose_loop(cfg, env, params, sets, n: int, key, seeds: int) -> dict[str, Any]:
+    """Physical DQN with ``cfg`` in the loop: its greedy rate and the regret of its greedy action on
+    the first ``n`` states of each set."""
+    horizon = int(params.max_steps_in_episode)
+    train = dt.make_train(cfg, env, params)
+
+    def one(k):
+        out = train(k)
+        st = out.runner_state.agent_state
+        res = {}
+        for name, states in sets.items():
+            s = jax.tree.map(lambda x: x[:n], states)
+            rewards = jax.vmap(lambda ss: next_rewards(env, ss, params))(s)
+            chosen = jax.vmap(lambda ss: jnp.argmax(train.agent.q_values(st, env.get_obs(ss, params))))(s)
+            res[name] = choice_regrets(rewards, chosen)
+        return out.metrics["eval_return"], res
+
+    ev, res = jax.jit(jax.vmap(one))(jax.random.split(key, seeds))
+    tail = max(1, round(0.1 * ev.shape[1]))
+    return {
+        "greedy_final_mbps_per_seed": _paper.to_list(np.mean(np.asarray(ev)[:, -tail:], 1) / horizon, 4),
+        "regret_mbps": {name: {k: float(np.mean(v)) for k, v in r.items()} for name, r in res.items()},
+    }
 
 
 #: How the head of ``DQNConfig(head='auto')`` works here (for the plot caption).
