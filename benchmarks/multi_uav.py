@@ -5,8 +5,9 @@ seed keys for every variant, so per-seed differences are paired):
 
 * physical DQN (``twin=None``);
 * DT-enhanced DQN, k = 2, 4, 8: the TD target of each physical transition is the k-step discounted
-  return averaged over M = 4 twin rollouts under the current greedy policy, bootstrapped with
-  gamma^k max_a Q_target (``TwinConfig(num_domains=M, lookahead=k, lookahead_rollouts=M)``).
+  return averaged over M twin rollouts (2 by default, 4 with ``--full``) under the current greedy
+  policy, bootstrapped with gamma^k max_a Q_target (``TwinConfig(num_domains=M, lookahead=k,
+  lookahead_rollouts=M)``).
 
 The DQN is ``DQNConfig`` with the overrides in ``HYPER`` (the same for every variant); the env declares
 its action factors and their afterstates, so ``head='auto'`` gives the afterstate head (one value
@@ -83,26 +84,37 @@ PAPER = {
 
 #: Overrides of the DQNConfig defaults, the same for every variant (the rest are the defaults:
 #: MLP (120, 84), batch 64, replay 10,000, one gradient step per 10 physical steps, hard target copy
-#: every 500 steps, epsilon 1 -> 0.05 over half the run, head 'auto' = branching here). Chosen from
-#: 2-seed probes of 1,000 episodes (greedy rate after training, Mbps): defaults 3.57 / 3.42; gamma 0.95
-#: 3.47 / 3.56; + n_step 3: 3.65 / 3.62; + dueling 3.62 / 3.50; gamma 0.95 + learning_starts 2,000 +
-#: Adam 1e-3 (this set) 3.65 / 3.70; that + train_every 2: 3.64 / 3.59; + double DQN and target
-#: copy every 250: 3.55 / 3.47; defaults + reward shift 3.3 / scale 10: 3.45 / 3.64. gamma 0.95 is a
-#: ~20-step (160 m) horizon, long enough that flying towards users pays within the 100-step episode.
-HYPER: dict[str, Any] = {"gamma": 0.95, "learning_starts": 2_000, "learning_rate": 1e-3}
+#: every 500 steps, epsilon 1 -> 0.05 over half the run, head 'auto' = afterstate here). Why each:
+#: * gamma 0.95: a ~20-step (160 m) horizon, long enough that flying towards users pays within the
+#:   100-step episode (the myopic planner is the gamma = 0 policy).
+#: * learning_starts 2,000 and Adam 1e-3 (from the earlier branching-head probes, kept): 100,000
+#:   physical steps give only ~9,800 gradient steps.
+#: * reward_shift 3.5 (about the rate of the states the fleet sees: hangar 3.3, planner 3.75): the
+#:   network then learns Q - 3.5 / (1 - gamma), within about +-6 instead of ~70. Adam moves each
+#:   parameter by ~lr per step, so ~9,800 steps cannot build a ~70 output from the output bias; the
+#:   network builds it from large weights instead, and the move effects (differences of 0.01-0.06
+#:   between neighbouring afterstates) drown in that fit. Measured (2-seed probes, 1,000 episodes,
+#:   afterstate head, greedy Mbps; README Fig. 5): without the shift 3.664, with it 3.769 (shift 3.3:
+#:   see the README), at gamma 0.99 3.505 -> 3.702; scaling the centred values up by 5 undoes it (3.661).
+#: Not used, measured: double DQN (3.776, +30 % time), n_step 5 (3.781; not combinable with the
+#: look-ahead variants, which need the same settings).
+HYPER: dict[str, Any] = {"gamma": 0.95, "learning_starts": 2_000, "learning_rate": 1e-3, "reward_shift": 3.5}
 
-#: Twin rollouts averaged per look-ahead target, and the twin's policy.
-ROLLOUTS = 4
+#: Twin rollouts M averaged per look-ahead target by default (``MODES`` sets it per mode): 2 on the
+#: CPU, so that the default run (k = 8 with the afterstate head costs ~21 value evaluations per
+#: twin step) stays near half an hour on a shared 2-core CPU; 4 with ``--full`` on a GPU.
+ROLLOUTS = 2
 #: Greedy evaluation episodes per seed and logging interval; Monte-Carlo episodes for Q(s0).
 EVAL_EPISODES = 5
 MC_EPISODES = 16
 REFERENCE_EPISODES = 64
 
-#: Scale per mode: seeds, physical episodes per seed (a multiple of num_envs), parallel envs.
+#: Scale per mode: seeds, physical episodes per seed (a multiple of num_envs), parallel envs, twin
+#: rollouts M per look-ahead target.
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"seeds": 2, "episodes": 40, "num_envs": 10},
-    "default": {"seeds": 8, "episodes": 1_000, "num_envs": 10},
-    "full": {"seeds": 16, "episodes": 2_000, "num_envs": 10},
+    "quick": {"seeds": 2, "episodes": 40, "num_envs": 10, "rollouts": 2},
+    "default": {"seeds": 8, "episodes": 1_000, "num_envs": 10, "rollouts": 2},
+    "full": {"seeds": 16, "episodes": 2_000, "num_envs": 10, "rollouts": 4},
 }
 
 #: Look-ahead lengths compared; 0 is physical DQN (twin=None).
@@ -450,7 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override the physical episodes per seed (rounded up to a multiple of num_envs)")
     parser.add_argument("--num-envs", type=int, default=None, help="override the parallel physical envs per seed")
     parser.add_argument("--lookaheads", type=_common.nonnegative_int_list, default=None, help="look-ahead lengths, 0 = physical")
-    parser.add_argument("--rollouts", type=int, default=None, help=f"override the twin rollouts M (default {ROLLOUTS})")
+    parser.add_argument("--rollouts", type=int, default=None, help="override the twin rollouts M (default: per mode, MODES)")
     parser.add_argument("--hidden", type=_common.int_list, default=None, help="override the MLP widths, e.g. 32,32")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--diagnose", action="store_true",
@@ -473,7 +485,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     hyper = dict(HYPER)
     if args.hidden:
         hyper["hidden_sizes"] = tuple(args.hidden)
-    rollouts = args.rollouts or ROLLOUTS
+    rollouts = args.rollouts or scale["rollouts"]
     device = _common.select_device(args.device)
     _paper.header(NAME, mode, device, f"- {scale['seeds']} seeds x {scale['episodes']:,} episodes, k in {lookaheads}")
 
