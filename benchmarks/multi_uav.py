@@ -117,6 +117,9 @@ MODES: dict[str, dict[str, Any]] = {
     "full": {"seeds": 16, "episodes": 2_000, "num_envs": 10, "rollouts": 4},
 }
 
+#: Metrics brought back from each compiled program (one row per logging interval).
+KEEP = ("physical_episodes", "episode_return", "eval_return", "updates", "twin_transitions")
+
 #: Look-ahead lengths compared; 0 is physical DQN (twin=None).
 LOOKAHEADS: tuple[int, ...] = (0, 2, 4, 8)
 
@@ -516,23 +519,27 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "seeds_as": "benchmarks.harness.run_arms: jax.jit(jax.vmap(train)) over seed keys, one program per variant",
         "device": _common.describe_device(device),
     }
-    with jax.default_device(device):
-        runs = harness.run_arms(arms, env, params, seeds=scale["seeds"], device=device,
-                                keep=("physical_episodes", "episode_return", "eval_return", "updates", "twin_transitions"),
-                                after=value_check(env, params))
-    summary = summarise(arms, runs, tail_points, horizon, reference)
-    curves = {
-        "greedy": harness.panel(runs, y="eval_return", x="physical_episodes", scale=1.0 / horizon,
-                                ylabel="greedy mean user rate (Mbps), eval_return / 100"),
-        "training": harness.panel(runs, y="episode_return", x="physical_episodes", scale=1.0 / horizon,
-                                  ylabel="training (epsilon-greedy) mean user rate (Mbps)"),
-    }
-    config["wall_time_s"] = time.perf_counter() - start
-    config["load_average_at_end"] = _common.load_average()
-    doc = {"config": config, "reference": reference, "paper": PAPER, "summary": summary, "curves": curves}
-    harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
-                  plot=None if args.no_plot else (lambda png: plot(doc, png)),
-                  extra={"reference": reference, "paper": PAPER})
+    runs: dict[str, Any] = {}
+    for i, arm in enumerate(arms):  # one variant at a time, the file rewritten after each (a long CPU run
+        # keeps what it finished); each variant is its own compiled program anyway (static twin)
+        with jax.default_device(device):
+            runs.update(harness.run_arms([arm], env, params, seeds=scale["seeds"], device=device,
+                                         keep=KEEP, after=value_check(env, params)))
+        done = arms[: i + 1]
+        summary = summarise(done, runs, tail_points, horizon, reference)
+        curves = {
+            "greedy": harness.panel(runs, y="eval_return", x="physical_episodes", scale=1.0 / horizon,
+                                    ylabel="greedy mean user rate (Mbps), eval_return / 100"),
+            "training": harness.panel(runs, y="episode_return", x="physical_episodes", scale=1.0 / horizon,
+                                      ylabel="training (epsilon-greedy) mean user rate (Mbps)"),
+        }
+        config["lookaheads_done"] = [a.info["lookahead"] for a in done]
+        config["wall_time_s"] = time.perf_counter() - start
+        config["load_average_at_end"] = _common.load_average()
+        doc = {"config": config, "reference": reference, "paper": PAPER, "summary": summary, "curves": curves}
+        harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
+                      plot=None if args.no_plot else (lambda png, d=doc: plot(d, png)),
+                      extra={"reference": reference, "paper": PAPER})
     rows = [
         [n, f"{v['greedy_final_mbps']['mean']:.3f} +- {v['greedy_final_mbps']['std']:.3f}",
          f"{v['paired_gain_over_physical']['mean']:+.3f} +- {v['paired_gain_over_physical']['std']:.3f}",
