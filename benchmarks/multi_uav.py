@@ -108,6 +108,9 @@ ROLLOUTS = 2
 EVAL_EPISODES = 5
 MC_EPISODES = 16
 REFERENCE_EPISODES = 64
+#: Key of the reference episodes: the reference policies and each final greedy policy run on the same
+#: episodes (same user walks), so their differences per seed are paired.
+REFERENCE_KEY = jax.random.key(123)
 
 #: Scale per mode: seeds, physical episodes per seed (a multiple of num_envs), parallel envs, twin
 #: rollouts M per look-ahead target.
@@ -170,12 +173,24 @@ def arms_of(lookaheads: Sequence[int], episodes: int, num_envs: int, horizon: in
                         info={"lookahead": k}) for k in lookaheads]
 
 
-def value_check(env, params):
-    """``after(train, result, key)`` for :func:`benchmarks.harness.run_arms`: Q(s0) and its Monte-Carlo value."""
+def reference_rate_of_agent(agent, agent_state, env, params, episodes: int) -> jax.Array:
+    """Mean rate (Mbps) of the agent's greedy policy on the reference episodes of :func:`reference_rates`
+    (the same keys, hence the same user walks: the users' steps do not depend on the actions)."""
+    def policy(k, s, p):
+        return policy_action(agent, agent_state, jax.random.bits(k, (3,), jnp.uint32), env.get_obs(s, p))
+
+    return jnp.mean(mu.policy_episode_rates(REFERENCE_KEY, env, params, policy, episodes))
+
+
+def value_check(env, params, reference_episodes: int):
+    """``after(train, result, key)`` for :func:`benchmarks.harness.run_arms`: Q(s0) and its Monte-Carlo
+    value, and the final greedy policy's rate on the reference policies' episodes."""
 
     def after(train, res, key):
-        return greedy_value_check(train.agent, res.runner_state.agent_state, env, params, key,
-                                  jnp.float32(train.config.gamma))
+        st = res.runner_state.agent_state
+        out = greedy_value_check(train.agent, st, env, params, key, jnp.float32(train.config.gamma))
+        out["reference_episodes_mbps"] = reference_rate_of_agent(train.agent, st, env, params, reference_episodes)
+        return out
 
     return after
 
@@ -191,6 +206,7 @@ def summarise(arms: Sequence[harness.Arm], runs: dict[str, Any], tail_points: in
         m = runs[a.name]
         final = finals[a.name]
         q0, mc = np.asarray(m["_after"]["q_s0"], np.float64), np.asarray(m["_after"]["mc_value"], np.float64)
+        ref_rate = np.asarray(m["_after"]["reference_episodes_mbps"], np.float64)
         x = np.asarray(m["physical_episodes"], np.float64).mean(0)
         mean_curve = np.nanmean(np.asarray(m["eval_return"], np.float64), 0) / horizon
         variants[a.name] = {
@@ -204,6 +220,9 @@ def summarise(arms: Sequence[harness.Arm], runs: dict[str, Any], tail_points: in
             "paired_gain_over_myopic": harness.per_seed(final - myopic),
             "seeds_above_myopic": int(np.sum(final > myopic)),
             "episodes_to_reach_myopic": _paper.first_reach(x, mean_curve, myopic),
+            "final_policy_on_reference_episodes_mbps": harness.per_seed(ref_rate),
+            "final_policy_minus_myopic_same_episodes": harness.per_seed(ref_rate - myopic),
+            "final_policy_seeds_above_myopic_same_episodes": int(np.sum(ref_rate > myopic)),
             "q_s0": harness.per_seed(q0), "mc_value_s0": harness.per_seed(mc),
             "overestimation_s0": harness.per_seed(q0 - mc),
             "relative_overestimation_s0": float(np.mean((q0 - mc) / mc)),
@@ -221,6 +240,8 @@ def summarise(arms: Sequence[harness.Arm], runs: dict[str, Any], tail_points: in
         "physical_minus_myopic": p["paired_gain_over_myopic"],
         "physical_seeds_above_myopic": p["seeds_above_myopic"],
         "physical_beats_myopic": bool(p["paired_gain_over_myopic"]["mean"] > 0),
+        "physical_final_policy_minus_myopic_same_episodes": p["final_policy_minus_myopic_same_episodes"],
+        "physical_final_policy_seeds_above_myopic_same_episodes": p["final_policy_seeds_above_myopic_same_episodes"],
         "dt_final_mbps": {str(variants[n]["lookahead"]): variants[n]["greedy_final_mbps"]["mean"] for n in dt_names},
         "dt_paired_gain_over_physical": {str(variants[n]["lookahead"]): variants[n]["paired_gain_over_physical"]["mean"]
                                          for n in dt_names},
@@ -232,7 +253,7 @@ def summarise(arms: Sequence[harness.Arm], runs: dict[str, Any], tail_points: in
 
 def reference_rates(env, params, episodes: int) -> dict[str, Any]:
     """Mean episode rate (Mbps) of each reference policy and the static centroid-placement level."""
-    key = jax.random.key(123)
+    key = REFERENCE_KEY
     out = {}
     for name, policy in mu.REFERENCE_POLICIES.items():
         rates = np.asarray(jax.jit(lambda k, p=policy: mu.policy_episode_rates(k, env, params, p, episodes))(key))
@@ -524,7 +545,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         # keeps what it finished); each variant is its own compiled program anyway (static twin)
         with jax.default_device(device):
             runs.update(harness.run_arms([arm], env, params, seeds=scale["seeds"], device=device,
-                                         keep=KEEP, after=value_check(env, params)))
+                                         keep=KEEP, after=value_check(env, params, ref_episodes)))
         done = arms[: i + 1]
         summary = summarise(done, runs, tail_points, horizon, reference)
         curves = {
@@ -544,12 +565,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         [n, f"{v['greedy_final_mbps']['mean']:.3f} +- {v['greedy_final_mbps']['std']:.3f}",
          f"{v['paired_gain_over_physical']['mean']:+.3f} +- {v['paired_gain_over_physical']['std']:.3f}",
          f"{v['paired_gain_over_myopic']['mean']:+.3f} ({v['seeds_above_myopic']}/{scale['seeds']})",
+         f"{v['final_policy_minus_myopic_same_episodes']['mean']:+.3f} "
+         f"({v['final_policy_seeds_above_myopic_same_episodes']}/{scale['seeds']})",
          f"{v['q_s0']['mean']:.1f} / {v['mc_value_s0']['mean']:.1f}",
          f"{v['compile_s']:.0f}s / {v['run_s']:.0f}s"]
         for n, v in summary["variants"].items()
     ]
     _common.log(_common.format_table(
-        ["variant", "greedy final Mbps", "paired vs physical", "vs myopic (seeds above)", "Q(s0) / MC",
+        ["variant", "greedy final Mbps", "paired vs physical", "vs myopic (seeds above)",
+         "final policy vs myopic, same episodes", "Q(s0) / MC",
          "compile/run"], rows))
     _common.log(f"total wall time {config['wall_time_s']:.0f}s")
     return doc

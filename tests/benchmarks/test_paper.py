@@ -121,6 +121,11 @@ def test_multi_uav_smoke(tmp_path):
         assert len(v["greedy_final_mbps"]["per_seed"]) == 2
         assert math.isfinite(v["q_s0"]["mean"]) and v["mc_value_s0"]["mean"] > 0
         assert v["compile_s"] > 0 and v["run_s"] > 0
+        # the final greedy policy on the reference policies' episodes, and its paired difference
+        on_ref = v["final_policy_on_reference_episodes_mbps"]["mean"]
+        assert 0.0 < on_ref < 100.0
+        assert v["final_policy_minus_myopic_same_episodes"]["mean"] == pytest.approx(
+            on_ref - d["reference"]["myopic"]["mean"], abs=1e-4)
     dt2 = variants["DT-enhanced DQN, k = 2"]
     assert dt2["twin"]["lookahead"] == 2
     assert variants["physical DQN"]["paired_gain_over_physical"]["mean"] == 0.0
