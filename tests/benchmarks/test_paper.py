@@ -124,8 +124,7 @@ def test_multi_uav_smoke(tmp_path):
         # the final greedy policy on the reference policies' episodes, and its paired difference
         on_ref = v["final_policy_on_reference_episodes_mbps"]["mean"]
         assert 0.0 < on_ref < 100.0
-        assert v["final_policy_minus_myopic_same_episodes"]["mean"] == pytest.approx(
-            on_ref - d["reference"]["myopic"]["mean"], abs=1e-4)
+        assert abs(v["final_policy_minus_myopic_same_episodes"]["mean"] - (on_ref - d["reference"]["myopic"]["mean"])) < 1e-4
     dt2 = variants["DT-enhanced DQN, k = 2"]
     assert dt2["twin"]["lookahead"] == 2
     assert variants["physical DQN"]["paired_gain_over_physical"]["mean"] == 0.0
