@@ -165,7 +165,7 @@ def _reporter(label: str, num_intervals: int) -> Callable[[Any], None]:
     return report
 
 
-def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter, probe=None) -> Callable:
+def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter, probe=None, after=None) -> Callable:
     """``one(config, twin_params, key, eval_key) -> kept metrics`` of one arm and seed (jittable).
 
     With ``probe``, the run is ``train.init`` then a scan of ``train.run`` over its logging intervals
@@ -189,10 +189,13 @@ def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter, pr
                 return r, ({n: m[n][0] for n in keep if n in m}, probe(r.agent_state))
 
             runner, (kept, probed) = jax.lax.scan(body, runner0, interval_keys)
+            res = dt.TrainResult(runner_state=runner, metrics=kept)
             kept = {**kept, **probed}
         if final_eval:
             ev = dt.evaluate(k_eval, train.agent, runner.agent_state, train.env, train.env_params, final_eval)
             kept["_final_eval"] = {"return": ev.returns, "length": ev.lengths, "violations": ev.violations}
+        if after is not None:
+            kept["_after"] = after(train, res, k_eval)
         return kept
 
     return one
@@ -201,7 +204,8 @@ def _program(env, env_params, keep: Sequence[str], final_eval: int, reporter, pr
 def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array | None = None,
              device: jax.Device | None = None, keep: Sequence[str] = DEFAULT_METRICS,
              final_eval: int = 0, progress: bool = True, probe: Callable[[Any], dict[str, jax.Array]] | None = None,
-             seed_keys: jax.Array | None = None) -> dict[str, dict[str, np.ndarray]]:
+             seed_keys: jax.Array | None = None,
+             after: Callable[[Any, Any, jax.Array], Any] | None = None) -> dict[str, dict[str, np.ndarray]]:
     """Train every arm on ``seeds`` seeds; one compiled program per static group of arms.
 
     Args:
@@ -221,6 +225,10 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
       seed_keys: explicit ``[seeds]`` keys instead of ``split(key, seeds)`` (e.g. the first seeds of a
         larger run, so that a smaller study pairs with it); the final evaluation's keys are then
         ``fold_in(seed_key, EVAL_STREAM)`` per seed.
+      after: optional ``after(train, result, eval_key) -> pytree`` traced inside the program at the end
+        of each (arm, seed): a measurement of the final agent (``result.runner_state.agent_state``)
+        that needs more than the metrics, e.g. its value at the initial state; returned under
+        ``runs[name]["_after"]`` with a leading ``[seeds]`` axis.
     Returns:
       ``{arm name: {metric: float64/int array [seeds, intervals]}}`` plus ``"_timing"`` per arm
       (``compile_s``, ``run_s`` of its group) under ``runs[name]["_timing"]`` as a dict, and with
@@ -251,7 +259,7 @@ def run_arms(arms: Sequence[Arm], env, env_params, *, seeds: int, key: jax.Array
         label = members[0].name if len(members) == 1 else f"{members[0].name} +{len(members) - 1}"
         template = members[0]
         reporter = _reporter(label, template.config.num_intervals) if progress else None
-        one = _program(env, env_params, keep, final_eval, reporter, probe)
+        one = _program(env, env_params, keep, final_eval, reporter, probe, after)
         if len(members) == 1:
             # a group of one: its config and twin params are constants of the program (as in a plain
             # jax.jit(jax.vmap(make_train(cfg, ...)))), which XLA can fold

@@ -1,26 +1,29 @@
 """Paper Fig. 5: DT-enhanced DQN with k-step look-ahead on ``MultiUAV-v0``, judged on greedy episodes.
 
-Variants, each the same program with the twin off or on, each one ``jax.jit(jax.vmap(train))(keys)``
-over seeds (the same keys for every variant, so per-seed differences are paired):
+Variants (``benchmarks.harness`` arms; each one compiled program, ``jax.vmap`` over seeds; the same
+seed keys for every variant, so per-seed differences are paired):
 
 * physical DQN (``twin=None``);
 * DT-enhanced DQN, k = 2, 4, 8: the TD target of each physical transition is the k-step discounted
-  return averaged over M = 4 twin rollouts under the current greedy policy, bootstrapped with
-  gamma^k max_a Q_target (``TwinConfig(num_domains=4, lookahead=k, lookahead_rollouts=4)``).
+  return averaged over M twin rollouts (2 by default, 4 with ``--full``) under the current greedy
+  policy, bootstrapped with gamma^k max_a Q_target (``TwinConfig(num_domains=M, lookahead=k,
+  lookahead_rollouts=M)``).
 
 The DQN is ``DQNConfig`` with the overrides in ``HYPER`` (the same for every variant); the env declares
-its action factors, so ``head='auto'`` gives the branching head (one head per UAV, joint Q = mean of
-the branch Qs). x-axis: physical episodes. y-axis: the **greedy** mean user rate (Mbps): the loop's
-``eval_return`` (``EVAL_EPISODES`` greedy episodes per seed at the end of every logging interval of
-``num_envs`` physical episodes, on separate env instances) / 100 steps. "final" = mean over the last
-10 % of the points of each seed.
+its action factors and their afterstates, so ``head='auto'`` gives the afterstate head (one value
+network V evaluated at the observation after each single-UAV move, ``Q(s, a) = V(s) + sum_i [V(s after
+a_i) - V(s)]``, ``dtrl_jax.agents.dqn``). x-axis: physical episodes. y-axis: the **greedy** mean user
+rate (Mbps): the loop's ``eval_return`` (``EVAL_EPISODES`` greedy episodes per seed at the end of every
+logging interval of ``num_envs`` physical episodes, on separate env instances) / 100 steps. "final" =
+mean over the last 10 % of the points of each seed.
 
-Also per variant, at the end of training: Q(s0) = max_a Q(s0, a) of the learned network (env units)
-against the Monte-Carlo discounted value of the greedy policy from s0 (``MC_EPISODES`` episodes:
-``sum_t gamma^t r_t`` over the 100 steps plus the tail ``gamma^100 r_99 / (1 - gamma)`` that the
-time-limit bootstrap implies), i.e. the over-estimation. Reference lines (not learned, functions of
-the true state, ``dtrl_jax.envs.multi_uav``): random actions, every UAV at the hangar, the myopic
-one-step planner (argmax over the 625 joint actions of the next rate) and fly-to-k-means-centroid.
+Also per variant, at the end of training (``run_arms(after=...)``, inside the compiled program):
+Q(s0) = max_a Q(s0, a) of the learned network (env units) against the Monte-Carlo discounted value of
+the greedy policy from s0 (``MC_EPISODES`` episodes: ``sum_t gamma^t r_t`` over the 100 steps plus the
+tail ``gamma^100 r_99 / (1 - gamma)`` that the time-limit bootstrap implies), i.e. the
+over-estimation. Reference lines (not learned, functions of the true state, ``dtrl_jax.envs.multi_uav``,
+``REFERENCE_EPISODES`` episodes each): random actions, every UAV at the hangar, the myopic one-step
+planner (argmax over the 625 joint actions of the next rate) and fly-to-k-means-centroid.
 
 Paper (Cheng et al., IEEE Network 2024, Fig. 5): k = 2, 4, 8 end well above physical DQN (about
 5.2-5.5 vs 4.5 Mbps), ordered by k. The paper gives no bandwidth, area or DQN settings; our rate
@@ -34,20 +37,22 @@ Usage::
     python -m benchmarks.multi_uav --full --device gpu   # 16 seeds x 2,000 episodes
     python -m benchmarks.multi_uav --diagnose  # why DQN stays below the myopic planner (~2 min)
 
-Writes ``benchmarks/results/multi_uav.json`` (compact: config, provenance, summary, curves as mean/std
-lists) and ``multi_uav.png`` (or under ``--out``); ``--diagnose`` writes ``multi_uav_diagnose.json``
+Writes ``benchmarks/results/multi_uav.json`` in the harness schema (``dtrl-bench/1``: config,
+provenance, ``summary["variants"][name]`` with the per-seed finals, paired differences and Q(s0) /
+Monte-Carlo values, ``curves["greedy"]`` and ``curves["training"]`` as mean/std per logging point, plus
+``reference`` and ``paper``) and ``multi_uav.png`` (or under ``--out``); ``--diagnose`` writes
+``multi_uav_diagnose.json``
 instead: the one-step problem (gamma = 0, where a perfect Q-function is the myopic planner) measured
 on the states of random joint actions and of the myopic planner's path: the spread of the next
 reward over the 625 joint actions against its spread over states, the regret of the best additive
-(branching-head) model, and the regret of the default network's greedy action after a supervised fit
-on uniform actions and after a physical DQN run at gamma = 0, each against a random action and the
-best constant action.
+(branching-head) model, and the regret of the greedy action of each head (``DIAGNOSED_HEADS``:
+branching and afterstate, the default MLP) after a supervised fit on uniform actions and after a
+physical DQN run at gamma = 0, each against a random action and the best constant action.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import itertools
 import json
 import time
@@ -61,7 +66,7 @@ import numpy as np
 import optax
 
 import dtrl_jax as dt
-from benchmarks import _common, _paper
+from benchmarks import _common, _paper, harness
 from dtrl_jax.envs import multi_uav as mu
 from dtrl_jax.evaluate import policy_action
 from dtrl_jax.train import build_agent, inspect_env
@@ -79,38 +84,56 @@ PAPER = {
 
 #: Overrides of the DQNConfig defaults, the same for every variant (the rest are the defaults:
 #: MLP (120, 84), batch 64, replay 10,000, one gradient step per 10 physical steps, hard target copy
-#: every 500 steps, epsilon 1 -> 0.05 over half the run, head 'auto' = branching here). Chosen from
-#: 2-seed probes of 1,000 episodes (greedy rate after training, Mbps): defaults 3.57 / 3.42; gamma 0.95
-#: 3.47 / 3.56; + n_step 3: 3.65 / 3.62; + dueling 3.62 / 3.50; gamma 0.95 + learning_starts 2,000 +
-#: Adam 1e-3 (this set) 3.65 / 3.70; that + train_every 2: 3.64 / 3.59; + double DQN and target
-#: copy every 250: 3.55 / 3.47; defaults + reward shift 3.3 / scale 10: 3.45 / 3.64. gamma 0.95 is a
-#: ~20-step (160 m) horizon, long enough that flying towards users pays within the 100-step episode.
-HYPER: dict[str, Any] = {"gamma": 0.95, "learning_starts": 2_000, "learning_rate": 1e-3}
+#: every 500 steps, epsilon 1 -> 0.05 over half the run, head 'auto' = afterstate here). Why each:
+#: * gamma 0.95: a ~20-step (160 m) horizon, long enough that flying towards users pays within the
+#:   100-step episode (the myopic planner is the gamma = 0 policy).
+#: * learning_starts 2,000 and Adam 1e-3 (from the earlier branching-head probes, kept): 100,000
+#:   physical steps give only ~9,800 gradient steps.
+#: * reward_shift 3.5 (about the rate of the states the fleet sees: hangar 3.3, planner 3.75): the
+#:   network then learns Q - 3.5 / (1 - gamma), within about +-6 instead of ~70. Adam moves each
+#:   parameter by ~lr per step, so ~9,800 steps cannot build a ~70 output from the output bias; the
+#:   network builds it from large weights instead, and the move effects (differences of 0.01-0.06
+#:   between neighbouring afterstates) drown in that fit. Measured (2-seed probes, 1,000 episodes,
+#:   afterstate head, greedy Mbps; README Fig. 5): without the shift 3.664, with it 3.769 (shift 3.3:
+#:   see the README), at gamma 0.99 3.505 -> 3.702; scaling the centred values up by 5 undoes it (3.661).
+#: Not used, measured: double DQN (3.776, +30 % time), n_step 5 (3.781; not combinable with the
+#: look-ahead variants, which need the same settings).
+HYPER: dict[str, Any] = {"gamma": 0.95, "learning_starts": 2_000, "learning_rate": 1e-3, "reward_shift": 3.5}
 
-#: Twin rollouts averaged per look-ahead target, and the twin's policy.
-ROLLOUTS = 4
+#: Twin rollouts M averaged per look-ahead target by default (``MODES`` sets it per mode): 2 on the
+#: CPU, so that the default run (k = 8 with the afterstate head costs ~21 value evaluations per
+#: twin step) stays near half an hour on a shared 2-core CPU; 4 with ``--full`` on a GPU.
+ROLLOUTS = 2
 #: Greedy evaluation episodes per seed and logging interval; Monte-Carlo episodes for Q(s0).
 EVAL_EPISODES = 5
 MC_EPISODES = 16
 REFERENCE_EPISODES = 64
+#: Key of the reference episodes: the reference policies and each final greedy policy run on the same
+#: episodes (same user walks), so their differences per seed are paired.
+REFERENCE_KEY = jax.random.key(123)
 
-#: Scale per mode: seeds, physical episodes per seed (a multiple of num_envs), parallel envs.
+#: Scale per mode: seeds, physical episodes per seed (a multiple of num_envs), parallel envs, twin
+#: rollouts M per look-ahead target.
 MODES: dict[str, dict[str, Any]] = {
-    "quick": {"seeds": 2, "episodes": 40, "num_envs": 10},
-    "default": {"seeds": 8, "episodes": 1_000, "num_envs": 10},
-    "full": {"seeds": 16, "episodes": 2_000, "num_envs": 10},
+    "quick": {"seeds": 2, "episodes": 40, "num_envs": 10, "rollouts": 2},
+    "default": {"seeds": 8, "episodes": 1_000, "num_envs": 10, "rollouts": 2},
+    "full": {"seeds": 16, "episodes": 2_000, "num_envs": 10, "rollouts": 4},
 }
+
+#: Metrics brought back from each compiled program (one row per logging interval).
+KEEP = ("physical_episodes", "episode_return", "eval_return", "updates", "twin_transitions")
 
 #: Look-ahead lengths compared; 0 is physical DQN (twin=None).
 LOOKAHEADS: tuple[int, ...] = (0, 2, 4, 8)
 
 
-def make_config(k: int, episodes: int, num_envs: int, horizon: int, hyper: dict[str, Any]) -> dt.DQNConfig:
-    """The ``DQNConfig`` of the variant with look-ahead ``k`` (0 = physical DQN)."""
+def make_config(k: int, episodes: int, num_envs: int, horizon: int, hyper: dict[str, Any],
+                rollouts: int = ROLLOUTS) -> dt.DQNConfig:
+    """The ``DQNConfig`` of the variant with look-ahead ``k`` (0 = physical DQN), M = ``rollouts``."""
     total = episodes * horizon
     twin = None
     if k > 1:
-        twin = dt.TwinConfig(num_domains=ROLLOUTS, lookahead=k, lookahead_rollouts=ROLLOUTS)
+        twin = dt.TwinConfig(num_domains=rollouts, lookahead=k, lookahead_rollouts=rollouts)
     kw = dict(hyper)
     kw["learning_starts"] = min(kw.get("learning_starts", 10_000), max(num_envs, total // 2))
     return dt.DQNConfig(total_timesteps=total, num_envs=num_envs, log_every=horizon * num_envs,
@@ -143,96 +166,94 @@ def greedy_value_check(agent, agent_state, env, params, key, gamma) -> dict[str,
     return {"q_s0": q0, "mc_value": jnp.mean(mc)}
 
 
-def run_variant(k, cfg, env, params, keys, device, horizon) -> dict[str, Any]:
-    label = label_of(k)
-    _common.log(f"-- {label}: {keys.shape[0]} seeds x {cfg.total_timesteps:,} physical steps")
-    train = dt.make_train(cfg, env, params, on_interval=_paper.progress_reporter(label, cfg.num_intervals))
-
-    def keep(out):
-        return out.metrics, out.runner_state.agent_state
-
-    def one(key):
-        metrics, agent_state = keep(train(key))
-        check = greedy_value_check(train.agent, agent_state, env, params, jax.random.fold_in(key, 99),
-                                   jnp.float32(cfg.gamma))
-        return metrics, check
-
-    (m, check), compile_s, run_s = _paper.run_seeds(one, keys, label, device, keep=lambda out: out)
-    return {
-        "label": label,
-        "lookahead": k,
-        "twin": None if cfg.twin is None else {
-            "num_domains": cfg.twin.num_domains, "lookahead": k, "lookahead_rollouts": cfg.twin.lookahead_rollouts,
-        },
-        "compile_s": compile_s,
-        "run_s": run_s,
-        "_greedy": np.asarray(m["eval_return"], np.float64) / horizon,  # Mbps, [seeds, points]
-        "_train": np.asarray(m["episode_return"], np.float64) / horizon,
-        "_episodes": np.asarray(m["physical_episodes"], np.float64),
-        "_q_s0": np.asarray(check["q_s0"], np.float64),
-        "_mc": np.asarray(check["mc_value"], np.float64),
-        "twin_transitions_per_seed": float(np.mean(m["twin_transitions"][:, -1])),
-        "gradient_updates_per_seed": float(np.mean(m["updates"][:, -1])),
-    }
+def arms_of(lookaheads: Sequence[int], episodes: int, num_envs: int, horizon: int,
+            hyper: dict[str, Any], rollouts: int = ROLLOUTS) -> list[harness.Arm]:
+    """One harness arm per look-ahead length (0 = physical DQN); each compiles once (static twin)."""
+    return [harness.Arm(label_of(k), make_config(k, episodes, num_envs, horizon, hyper, rollouts),
+                        info={"lookahead": k}) for k in lookaheads]
 
 
-def _spread(values: np.ndarray) -> dict[str, Any]:
-    values = np.asarray(values, np.float64)
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": _paper.to_list(values, 4)}
+def reference_rate_of_agent(agent, agent_state, env, params, episodes: int) -> jax.Array:
+    """Mean rate (Mbps) of the agent's greedy policy on the reference episodes of :func:`reference_rates`
+    (the same keys, hence the same user walks: the users' steps do not depend on the actions)."""
+    def policy(k, s, p):
+        return policy_action(agent, agent_state, jax.random.bits(k, (3,), jnp.uint32), env.get_obs(s, p))
+
+    return jnp.mean(mu.policy_episode_rates(REFERENCE_KEY, env, params, policy, episodes))
 
 
-def summarise(variants: list[dict[str, Any]], tail_points: int, reference: dict[str, float]) -> dict[str, Any]:
-    for v in variants:
-        x = np.nanmean(v.pop("_episodes"), axis=0)
-        greedy, train_rate = v.pop("_greedy"), v.pop("_train")
-        mean, std = _paper.curve_stats(greedy)
-        t_mean, t_std = _paper.curve_stats(train_rate)
-        final = _paper.tail_mean(greedy, tail_points)
-        q0, mc = v.pop("_q_s0"), v.pop("_mc")
-        v.update(
-            x=_paper.to_list(x, 1), x_label="physical episodes",
-            y_label="greedy mean user rate (Mbps), eval_return / 100",
-            mean=_paper.to_list(mean, 4), std=_paper.to_list(std, 4),
-            train_mean=_paper.to_list(t_mean, 4), train_std=_paper.to_list(t_std, 4),
-            final_mbps_mean=float(np.mean(final)), final_mbps_std=float(np.std(final)),
-            final_mbps_per_seed=_paper.to_list(final, 4),
-            q_s0=_spread(q0), mc_value_s0=_spread(mc), overestimation_s0=_spread(q0 - mc),
-            relative_overestimation_s0=float(np.mean((q0 - mc) / mc)),
-        )
-        v["_x"], v["_mean"] = x, mean
-    phys = next((v for v in variants if v["lookahead"] <= 1), variants[0])
-    phys_final = np.asarray(phys["final_mbps_per_seed"], np.float64)
+def value_check(env, params, reference_episodes: int):
+    """``after(train, result, key)`` for :func:`benchmarks.harness.run_arms`: Q(s0) and its Monte-Carlo
+    value, and the final greedy policy's rate on the reference policies' episodes."""
+
+    def after(train, res, key):
+        st = res.runner_state.agent_state
+        out = greedy_value_check(train.agent, st, env, params, key, jnp.float32(train.config.gamma))
+        out["reference_episodes_mbps"] = reference_rate_of_agent(train.agent, st, env, params, reference_episodes)
+        return out
+
+    return after
+
+
+def summarise(arms: Sequence[harness.Arm], runs: dict[str, Any], tail_points: int, horizon: int,
+              reference: dict[str, Any]) -> dict[str, Any]:
+    """Per variant: final greedy rate, paired differences (vs physical and the myopic planner), Q(s0)."""
     myopic = reference["myopic"]["mean"]
-    for v in variants:
-        final = np.asarray(v["final_mbps_per_seed"], np.float64)
-        diff = final - phys_final  # same keys per seed: a paired comparison
-        v["paired_gain_over_physical"] = _spread(diff)
-        v["seeds_above_physical"] = int(np.sum(diff > 0))
-        v["paired_gain_over_myopic"] = _spread(final - myopic)
-        v["seeds_above_myopic"] = int(np.sum(final > myopic))
-        v["episodes_to_reach_physical_final"] = _paper.first_reach(v["_x"], v["_mean"], phys["final_mbps_mean"])
-        v["episodes_to_reach_myopic"] = _paper.first_reach(v["_x"], v["_mean"], myopic)
-        del v["_x"], v["_mean"]
-    dt_variants = sorted((v for v in variants if v["lookahead"] > 1), key=lambda v: v["lookahead"])
-    finals = [v["final_mbps_mean"] for v in dt_variants]
+    finals = {a.name: _paper.tail_mean(runs[a.name]["eval_return"] / horizon, tail_points) for a in arms}
+    phys = next((a for a in arms if a.info["lookahead"] <= 1), arms[0]).name
+    variants = {}
+    for a in arms:
+        m = runs[a.name]
+        final = finals[a.name]
+        q0, mc = np.asarray(m["_after"]["q_s0"], np.float64), np.asarray(m["_after"]["mc_value"], np.float64)
+        ref_rate = np.asarray(m["_after"]["reference_episodes_mbps"], np.float64)
+        x = np.asarray(m["physical_episodes"], np.float64).mean(0)
+        mean_curve = np.nanmean(np.asarray(m["eval_return"], np.float64), 0) / horizon
+        variants[a.name] = {
+            "lookahead": a.info["lookahead"],
+            "twin": None if a.config.twin is None else {
+                "num_domains": a.config.twin.num_domains, "lookahead": a.config.twin.lookahead,
+                "lookahead_rollouts": a.config.twin.lookahead_rollouts},
+            "greedy_final_mbps": harness.per_seed(final),
+            "paired_gain_over_physical": harness.paired(final, finals[phys]),
+            "seeds_above_physical": int(np.sum(final > finals[phys])),
+            "paired_gain_over_myopic": harness.per_seed(final - myopic),
+            "seeds_above_myopic": int(np.sum(final > myopic)),
+            "episodes_to_reach_myopic": _paper.first_reach(x, mean_curve, myopic),
+            "final_policy_on_reference_episodes_mbps": harness.per_seed(ref_rate),
+            "final_policy_minus_myopic_same_episodes": harness.per_seed(ref_rate - myopic),
+            "final_policy_seeds_above_myopic_same_episodes": int(np.sum(ref_rate > myopic)),
+            "q_s0": harness.per_seed(q0), "mc_value_s0": harness.per_seed(mc),
+            "overestimation_s0": harness.per_seed(q0 - mc),
+            "relative_overestimation_s0": float(np.mean((q0 - mc) / mc)),
+            "twin_transitions_per_seed": float(np.mean(np.asarray(m["twin_transitions"])[:, -1])),
+            "gradient_updates_per_seed": float(np.mean(np.asarray(m["updates"])[:, -1])),
+            **{k: round(v, 2) for k, v in m["_timing"].items() if k != "group"},
+        }
+    dt_names = sorted((a.name for a in arms if a.info["lookahead"] > 1), key=lambda n: variants[n]["lookahead"])
+    dt_finals = [variants[n]["greedy_final_mbps"]["mean"] for n in dt_names]
+    p = variants[phys]
     return {
         "measure": "greedy eval_return / 100 (Mbps), mean of the last tail_points points per seed",
-        "physical_final_mbps": phys["final_mbps_mean"],
-        "physical_beats_myopic_paired": phys["paired_gain_over_myopic"],
-        "physical_seeds_above_myopic": phys["seeds_above_myopic"],
-        "dt_final_mbps": {str(v["lookahead"]): v["final_mbps_mean"] for v in dt_variants},
-        "dt_paired_gain_over_physical": {str(v["lookahead"]): v["paired_gain_over_physical"]["mean"]
-                                         for v in dt_variants},
-        "all_dt_above_physical": bool(all(f > phys["final_mbps_mean"] for f in finals)) if finals else None,
-        "dt_ordered_by_k": bool(all(a <= b for a, b in itertools.pairwise(finals))) if finals else None,
-        "overestimation_s0": {str(v["lookahead"]): v["overestimation_s0"]["mean"] for v in variants},
+        "variants": variants,
+        "physical_final_mbps": p["greedy_final_mbps"]["mean"],
+        "physical_minus_myopic": p["paired_gain_over_myopic"],
+        "physical_seeds_above_myopic": p["seeds_above_myopic"],
+        "physical_beats_myopic": bool(p["paired_gain_over_myopic"]["mean"] > 0),
+        "physical_final_policy_minus_myopic_same_episodes": p["final_policy_minus_myopic_same_episodes"],
+        "physical_final_policy_seeds_above_myopic_same_episodes": p["final_policy_seeds_above_myopic_same_episodes"],
+        "dt_final_mbps": {str(variants[n]["lookahead"]): variants[n]["greedy_final_mbps"]["mean"] for n in dt_names},
+        "dt_paired_gain_over_physical": {str(variants[n]["lookahead"]): variants[n]["paired_gain_over_physical"]["mean"]
+                                         for n in dt_names},
+        "all_dt_above_physical": bool(all(f > p["greedy_final_mbps"]["mean"] for f in dt_finals)) if dt_finals else None,
+        "dt_ordered_by_k": bool(all(a <= b for a, b in itertools.pairwise(dt_finals))) if dt_finals else None,
         "tail_points": tail_points,
     }
 
 
 def reference_rates(env, params, episodes: int) -> dict[str, Any]:
     """Mean episode rate (Mbps) of each reference policy and the static centroid-placement level."""
-    key = jax.random.key(123)
+    key = REFERENCE_KEY
     out = {}
     for name, policy in mu.REFERENCE_POLICIES.items():
         rates = np.asarray(jax.jit(lambda k, p=policy: mu.policy_episode_rates(k, env, params, p, episodes))(key))
@@ -247,6 +268,10 @@ def reference_rates(env, params, episodes: int) -> dict[str, Any]:
 # a perfect Q-function IS the myopic planner: how large the action signal is, whether the branching
 # (additive) head can represent it, and whether the default network learns it (a) by regression on
 # uniformly drawn actions and (b) inside the training loop.
+
+#: The heads the diagnosis compares: per-UAV output heads on a shared torso, and one value network at
+#: the single-UAV afterstates (``DQNConfig.head``).
+DIAGNOSED_HEADS = ("branching", "afterstate")
 
 #: Diagnosis scale per mode: supervised gradient steps (the physical DQN makes ~9,000 in 1,000
 #: episodes), states per measurement, in-loop DQN episodes and seeds.
@@ -343,18 +368,22 @@ def diagnose(mode: str, device, out=None) -> dict[str, Any]:
     env, params = dt.make(ENV_ID)
     horizon = int(params.max_steps_in_episode)
     dims = tuple(env.action_dims(params))
-    cfg = make_config(0, scale["episodes"], scale["num_envs"], horizon, {"gamma": 0.0})
+    cfgs = {head: make_config(0, scale["episodes"], scale["num_envs"], horizon, {"gamma": 0.0, "head": head})
+            for head in DIAGNOSED_HEADS}
     spec = inspect_env(env, params)
-    agent = build_agent(cfg, spec)
+    agents = {head: build_agent(cfg, spec) for head, cfg in cfgs.items()}
+    batch_size = cfgs[DIAGNOSED_HEADS[0]].batch_size
     n = scale["states"]
     episodes = max(2, -(-2 * n // horizon))
-    doc: dict[str, Any] = {"config": {"mode": mode, "env": ENV_ID, **scale, "dqn": "DQNConfig defaults, gamma 0"}}
+    doc: dict[str, Any] = {"config": {"mode": mode, "env": ENV_ID, **scale, "heads": list(DIAGNOSED_HEADS),
+                                      "dqn": "DQNConfig defaults, gamma 0, per head"}}
     with jax.default_device(device):
         key = jax.random.key(7)
         k_rand, k_myo, k_fit, k_sel, k_loop = jax.random.split(key, 5)
         sets = {"random_walk": policy_states(env, params, mu.random_policy, k_rand, episodes),
                 "myopic_path": policy_states(env, params, mu.myopic_policy, k_myo, episodes)}
-        signal, fits = {}, {}
+        signal: dict[str, Any] = {}
+        fits: dict[str, dict[str, Any]] = {head: {} for head in DIAGNOSED_HEADS}
         for name, states in sets.items():
             pick = jax.random.permutation(jax.random.fold_in(k_sel, len(name)), states.time.shape[0])[: 2 * n]
             states = jax.tree.map(partial(jnp.take, indices=pick, axis=0), states)
@@ -368,32 +397,16 @@ def diagnose(mode: str, device, out=None) -> dict[str, Any]:
                 "additive_head_regret_mbps": float(choice_regrets(rewards, additive_argmax(rewards, dims))["chosen"]),
             }
             halves = (obs[:n], obs[n:]), (rewards[:n], rewards[n:])
-            chosen = jax.jit(partial(supervised_fit, agent, steps=scale["fit_steps"], batch_size=cfg.batch_size))(
-                halves[0], halves[1], k_fit)
-            fits[name] = {k: float(v) for k, v in choice_regrets(rewards[n:], chosen).items()}
+            for head, agent in agents.items():
+                chosen = jax.jit(partial(supervised_fit, agent, steps=scale["fit_steps"], batch_size=batch_size))(
+                    halves[0], halves[1], k_fit)
+                fits[head][name] = {k: float(v) for k, v in choice_regrets(rewards[n:], chosen).items()}
         doc["action_signal"] = signal
         doc["supervised_fit"] = {"steps": scale["fit_steps"], "regret_mbps": fits}
         # In the loop: physical DQN at gamma = 0 (a learned one-step planner), then the regret of its
         # greedy action on the same state sets and its greedy rate.
-        train = dt.make_train(cfg, env, params)
-
-        def one(k):
-            out = train(k)
-            st = out.runner_state.agent_state
-            res = {}
-            for name, states in sets.items():
-                s = jax.tree.map(lambda x: x[:n], states)
-                rewards = jax.vmap(lambda ss: next_rewards(env, ss, params))(s)
-                chosen = jax.vmap(lambda ss: jnp.argmax(train.agent.q_values(st, env.get_obs(ss, params))))(s)
-                res[name] = choice_regrets(rewards, chosen)
-            return out.metrics["eval_return"], res
-
-        ev, res = jax.jit(jax.vmap(one))(jax.random.split(k_loop, scale["seeds"]))
-        tail = max(1, round(0.1 * ev.shape[1]))
-        doc["dqn_gamma0_in_loop"] = {
-            "greedy_final_mbps_per_seed": _paper.to_list(np.mean(np.asarray(ev)[:, -tail:], 1) / horizon, 4),
-            "regret_mbps": {name: {k: float(np.mean(v)) for k, v in r.items()} for name, r in res.items()},
-        }
+        doc["dqn_gamma0_in_loop"] = {head: _diagnose_loop(cfg, env, params, sets, n, k_loop, scale["seeds"])
+                                     for head, cfg in cfgs.items()}
         doc["reference"] = {k: {"mean": float(v)} for k, v in (
             (name, jnp.mean(mu.policy_episode_rates(jax.random.key(123), env, params, pol, 16)))
             for name, pol in (("hangar", mu.hangar_policy), ("myopic", mu.myopic_policy)))}
@@ -403,35 +416,67 @@ def diagnose(mode: str, device, out=None) -> dict[str, Any]:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
+def _diagnose_loop(cfg, env, params, sets, n: int, key, seeds: int) -> dict[str, Any]:
+    """Physical DQN with ``cfg`` in the loop: its greedy rate and the regret of its greedy action on
+    the first ``n`` states of each set."""
+    horizon = int(params.max_steps_in_episode)
+    train = dt.make_train(cfg, env, params)
+
+    def one(k):
+        out = train(k)
+        st = out.runner_state.agent_state
+        res = {}
+        for name, states in sets.items():
+            s = jax.tree.map(lambda x: x[:n], states)
+            rewards = jax.vmap(lambda ss: next_rewards(env, ss, params))(s)
+            chosen = jax.vmap(lambda ss: jnp.argmax(train.agent.q_values(st, env.get_obs(ss, params))))(s)
+            res[name] = choice_regrets(rewards, chosen)
+        return out.metrics["eval_return"], res
+
+    ev, res = jax.jit(jax.vmap(one))(jax.random.split(key, seeds))
+    tail = max(1, round(0.1 * ev.shape[1]))
+    return {
+        "greedy_final_mbps_per_seed": _paper.to_list(np.mean(np.asarray(ev)[:, -tail:], 1) / horizon, 4),
+        "regret_mbps": {name: {k: float(np.mean(v)) for k, v in r.items()} for name, r in res.items()},
+    }
+
+
+#: How the head of ``DQNConfig(head='auto')`` works here (for the plot caption).
+HEAD_NOTE = "one value network V at the 20 single-UAV afterstates, Q = V(s) + sum_i [V(s after move_i) - V(s)]"
+
 REFERENCE_LABELS = {"random": "random actions", "hangar": "all UAVs stay at the hangar",
                     "myopic": "myopic one-step planner", "centroid": "fly to k-means centroids"}
 
 
 def plot(doc: dict[str, Any], path) -> None:
-    series = [
-        {"label": f"{v['label']} (final {v['final_mbps_mean']:.3f} +- {v['final_mbps_std']:.3f})", "x": v["x"],
-         "mean": [np.nan if y is None else y for y in v["mean"]],
-         "std": [np.nan if y is None else y for y in v["std"]]}
-        for v in doc["variants"]
-    ]
-    cfg = doc["config"]
-    ref = doc["reference"]
-    hlines = [(ref[k]["mean"], f"reference, not learned: {REFERENCE_LABELS[k]} ({ref[k]['mean']:.2f})")
-              for k in ("hangar", "random", "myopic", "centroid")]
-    over = "; ".join(f"{v['label']}: Q(s0) {v['q_s0']['mean']:.1f} vs MC {v['mc_value_s0']['mean']:.1f}"
-                     for v in doc["variants"])
+    """Greedy rate against physical episodes per variant, the reference policies as dashed lines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cfg, ref, summary = doc["config"], doc["reference"], doc["summary"]
+    fig, ax = plt.subplots(figsize=(8.5, 6.0), dpi=120)
+    harness.draw_panel(ax, doc["curves"]["greedy"], colors=_paper.COLORS)
+    for k in ("hangar", "random", "myopic", "centroid"):
+        ax.axhline(ref[k]["mean"], color="gray", linestyle="--", linewidth=1.0)
+        below = k == "centroid" and ref["centroid"]["mean"] < ref["myopic"]["mean"]  # the two lines are close
+        ax.annotate(f"reference, not learned: {REFERENCE_LABELS[k]} ({ref[k]['mean']:.3f})", (0.01, ref[k]["mean"]),
+                    xycoords=("axes fraction", "data"), fontsize=8, color="dimgray", va="top" if below else "bottom")
+    ax.set_title("Multi-UAV (paper Fig. 5 shape): physical DQN vs DT-enhanced DQN with k-step look-ahead",
+                 fontsize=10)
+    ax.legend(fontsize=8, loc="lower right")
+    finals = "; ".join(f"{n}: final {v['greedy_final_mbps']['mean']:.3f} +- {v['greedy_final_mbps']['std']:.3f}, "
+                       f"Q(s0) {v['q_s0']['mean']:.1f} vs MC {v['mc_value_s0']['mean']:.1f}"
+                       for n, v in summary["variants"].items())
     caption = (
-        f"{ENV_ID}, DQNConfig defaults + {cfg['hyper'] or 'nothing'} (branching head: one head per UAV), "
-        f"{cfg['seeds']} seeds (mean, band = +-1 std over seeds). y = greedy rate: {EVAL_EPISODES} greedy "
-        f"episodes per seed after every {cfg['num_envs']} physical episodes. DT: M = {ROLLOUTS} twin rollouts "
-        f"of k steps under the greedy policy. Value at s0 (env units): {over}. Paper Fig. 5: k = 2, 4, 8 end at "
-        f"~5.2-5.5 Mbps vs physical ~4.5, ordered by k; our rate scale differs (180 kHz per user)."
+        f"{ENV_ID}, DQNConfig defaults + {cfg['hyper'] or 'nothing'} (head {cfg['dqn']['head']!r}: "
+        f"{HEAD_NOTE}), {cfg['seeds']} seeds (mean, band = +-1 std over seeds). y = greedy rate: "
+        f"{EVAL_EPISODES} greedy episodes per seed after every {cfg['num_envs']} physical episodes. DT: M = "
+        f"{cfg['lookahead_rollouts']} twin rollouts of k steps under the greedy policy. {finals}. Paper Fig. 5: "
+        "k = 2, 4, 8 end at ~5.2-5.5 Mbps vs physical ~4.5, ordered by k; our rate scale differs (180 kHz per user)."
     )
-    _paper.plot_curves(
-        path, series, xlabel="physical episodes", ylabel="greedy mean user rate (Mbps)",
-        title="Multi-UAV (paper Fig. 5 shape): physical DQN vs DT-enhanced DQN with k-step look-ahead",
-        caption=caption, hlines=hlines,
-    )
+    _paper.save_with_caption(fig, path, caption, width=125, fontsize=7, base=0.02, per_line=0.018)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -442,6 +487,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="override the physical episodes per seed (rounded up to a multiple of num_envs)")
     parser.add_argument("--num-envs", type=int, default=None, help="override the parallel physical envs per seed")
     parser.add_argument("--lookaheads", type=_common.nonnegative_int_list, default=None, help="look-ahead lengths, 0 = physical")
+    parser.add_argument("--rollouts", type=int, default=None, help="override the twin rollouts M (default: per mode, MODES)")
     parser.add_argument("--hidden", type=_common.int_list, default=None, help="override the MLP widths, e.g. 32,32")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--diagnose", action="store_true",
@@ -464,6 +510,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     hyper = dict(HYPER)
     if args.hidden:
         hyper["hidden_sizes"] = tuple(args.hidden)
+    rollouts = args.rollouts or scale["rollouts"]
     device = _common.select_device(args.device)
     _paper.header(NAME, mode, device, f"- {scale['seeds']} seeds x {scale['episodes']:,} episodes, k in {lookaheads}")
 
@@ -475,10 +522,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         reference = reference_rates(env, params, ref_episodes)
     _common.log("references (not learned): " + ", ".join(
         f"{k} {v['mean']:.3f}" if isinstance(v, dict) else f"{k} {v:.3f}" for k, v in reference.items()))
-    keys = jax.random.split(jax.random.key(0), scale["seeds"])
     num_points = scale["episodes"] // scale["num_envs"]
     tail_points = max(1, round(0.1 * num_points))  # final = mean over the last 10 % of the run
-    cfg0 = make_config(0, scale["episodes"], scale["num_envs"], horizon, hyper)
+    arms = arms_of(lookaheads, scale["episodes"], scale["num_envs"], horizon, hyper, rollouts)
+    cfg0 = arms[0].config
     config = {
         "mode": mode, "env": ENV_ID, "agent": "DQNConfig", "seeds": scale["seeds"],
         "episodes": scale["episodes"], "num_envs": scale["num_envs"], "lookaheads": list(lookaheads),
@@ -488,42 +535,48 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                           "learning_starts", "train_every", "target_update_every", "tau", "double_q", "head",
                           "dueling", "n_step", "reward_scale", "reward_shift", "exploration_fraction",
                           "epsilon_end", "eval_episodes")},
-        "lookahead_rollouts": ROLLOUTS, "total_timesteps": cfg0.total_timesteps, "log_every": cfg0.log_every,
+        "head_resolved": dt.make_train(cfg0, env, params).agent.head,
+        "lookahead_rollouts": rollouts, "total_timesteps": cfg0.total_timesteps, "log_every": cfg0.log_every,
         "episode_steps": horizon, "final_over_last_points": tail_points, "mc_episodes": MC_EPISODES,
-        "seeds_as": "jax.jit(jax.vmap(dt.make_train(cfg, env, params)))(keys)",
+        "seeds_as": "benchmarks.harness.run_arms: jax.jit(jax.vmap(train)) over seed keys, one program per variant",
+        "device": _common.describe_device(device),
     }
-    raw: list[dict[str, Any]] = []
-    for k in lookaheads:
-        cfg = make_config(k, scale["episodes"], scale["num_envs"], horizon, hyper)
-        raw.append(run_variant(k, cfg, env, params, keys, device, horizon))
-        # Results are written after every variant (a long CPU run keeps what it finished).
-        variants = copy.deepcopy(raw)
-        summary = summarise(variants, tail_points, reference)
-        doc = {
-            "config": {**config, "lookaheads_done": [v["lookahead"] for v in raw]},
-            "device": _common.describe_device(device),
-            "git": _paper.git_state(),
-            "wall_time_s": time.perf_counter() - start,
-            "paper": PAPER,
-            "reference": reference,
-            "variants": variants,
-            "summary": summary,
+    runs: dict[str, Any] = {}
+    for i, arm in enumerate(arms):  # one variant at a time, the file rewritten after each (a long CPU run
+        # keeps what it finished); each variant is its own compiled program anyway (static twin)
+        with jax.default_device(device):
+            runs.update(harness.run_arms([arm], env, params, seeds=scale["seeds"], device=device,
+                                         keep=KEEP, after=value_check(env, params, ref_episodes)))
+        done = arms[: i + 1]
+        summary = summarise(done, runs, tail_points, horizon, reference)
+        curves = {
+            "greedy": harness.panel(runs, y="eval_return", x="physical_episodes", scale=1.0 / horizon,
+                                    ylabel="greedy mean user rate (Mbps), eval_return / 100"),
+            "training": harness.panel(runs, y="episode_return", x="physical_episodes", scale=1.0 / horizon,
+                                      ylabel="training (epsilon-greedy) mean user rate (Mbps)"),
         }
-        path = _common.write_results(NAME, doc, args.out, None if args.no_plot else lambda png, d=doc: plot(d, png))
-    wall = doc["wall_time_s"]
-    doc = json.loads(path.read_text(encoding="utf-8"))  # what was written (rounded): the caller sees the file
+        config["lookaheads_done"] = [a.info["lookahead"] for a in done]
+        config["wall_time_s"] = time.perf_counter() - start
+        config["load_average_at_end"] = _common.load_average()
+        doc = {"config": config, "reference": reference, "paper": PAPER, "summary": summary, "curves": curves}
+        harness.write(NAME, mode=mode, config=config, summary=summary, curves=curves, out=args.out,
+                      plot=None if args.no_plot else (lambda png, d=doc: plot(d, png)),
+                      extra={"reference": reference, "paper": PAPER})
     rows = [
-        [v["label"], f"{v['final_mbps_mean']:.3f} +- {v['final_mbps_std']:.3f}",
+        [n, f"{v['greedy_final_mbps']['mean']:.3f} +- {v['greedy_final_mbps']['std']:.3f}",
          f"{v['paired_gain_over_physical']['mean']:+.3f} +- {v['paired_gain_over_physical']['std']:.3f}",
          f"{v['paired_gain_over_myopic']['mean']:+.3f} ({v['seeds_above_myopic']}/{scale['seeds']})",
+         (f"{v['final_policy_minus_myopic_same_episodes']['mean']:+.3f} "
+          f"({v['final_policy_seeds_above_myopic_same_episodes']}/{scale['seeds']})"),
          f"{v['q_s0']['mean']:.1f} / {v['mc_value_s0']['mean']:.1f}",
          f"{v['compile_s']:.0f}s / {v['run_s']:.0f}s"]
-        for v in variants
+        for n, v in summary["variants"].items()
     ]
     _common.log(_common.format_table(
-        ["variant", "greedy final Mbps", "paired vs physical", "vs myopic (seeds above)", "Q(s0) / MC",
+        ["variant", "greedy final Mbps", "paired vs physical", "vs myopic (seeds above)",
+         "final policy vs myopic, same episodes", "Q(s0) / MC",
          "compile/run"], rows))
-    _common.log(f"total wall time {wall:.0f}s")
+    _common.log(f"total wall time {config['wall_time_s']:.0f}s")
     return doc
 
 

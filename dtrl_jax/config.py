@@ -517,8 +517,11 @@ class DQNConfig(_AgentConfig):
     head: str = _static(
         "auto",
         "Q-head: 'joint' (one output per action), 'branching' (one head per action factor on a shared "
-        "torso, joint Q = mean of the branch Qs; needs an env that declares action_dims) or 'auto' "
-        "(branching when the env declares factors, else joint). See dtrl_jax.agents.networks.",
+        "torso, joint Q = mean of the branch Qs; needs an env that declares action_dims), 'afterstate' "
+        "(one state-value network V evaluated at the observation after each factor's choice, "
+        "Q(s, a) = V(s) + sum_i [V(s after a_i) - V(s)]; needs an env that also declares "
+        "afterstate_observations) or 'auto' (afterstate when the env declares afterstates and dueling "
+        "is off, else branching when it declares factors, else joint). See dtrl_jax.agents.networks.",
     )
     dueling: bool = _static(False, "Dueling head: a state value plus mean-centred advantages (per branch).")
     n_step: int = _static(
@@ -564,9 +567,14 @@ class DQNConfig(_AgentConfig):
         check_choice(o, "loss", self.loss, ("mse", "huber"))
         if not isinstance(self.double_q, bool):
             raise TypeError(f"{o}.double_q={self.double_q!r}: expected a bool")
-        check_choice(o, "head", self.head, ("auto", "joint", "branching"))
+        check_choice(o, "head", self.head, ("auto", "joint", "branching", "afterstate"))
         if not isinstance(self.dueling, bool):
             raise TypeError(f"{o}.dueling={self.dueling!r}: expected a bool")
+        if self.dueling and self.head == "afterstate":
+            raise ValueError(
+                f"{o}.dueling=True with head='afterstate': an afterstate head has no advantage stream "
+                "(every action value is a state value V); expected dueling=False, or head='branching'/'joint'"
+            )
         check_positive_int(o, "n_step", self.n_step)
         if self.n_step > 1 and self.twin is not None and self.twin.uses_lookahead:
             raise ValueError(

@@ -352,7 +352,8 @@ def build_agent(config, spec: EnvSpec):
     if isinstance(config, QLearningConfig):
         return TabularQAgent(spec.num_states, spec.num_actions, config)
     if isinstance(config, DQNConfig):
-        return DQNAgent(spec.num_actions, spec.obs_example(), spec.num_states, config, spec.action_dims)
+        return DQNAgent(spec.num_actions, spec.obs_example(), spec.num_states, config, spec.action_dims,
+                        spec.afterstates)
     raise TypeError(f"config must be a QLearningConfig or DQNConfig, got {type(config).__name__}")
 
 

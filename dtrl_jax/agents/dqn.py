@@ -13,6 +13,18 @@ Options, all agent-side (the loop sees only ``q_values`` ``[A]`` in env units an
   joint ``[A]``, so the loop's epsilon-greedy, the twin's trials and its greedy look-ahead work
   unchanged; the TD loss uses ``Q(s, a) = mean_i Q_i(s, a_i)`` and the bootstrap
   ``mean_i max Q_i(s', .)`` (double DQN: per branch), which are the joint table's values.
+* **Afterstate head** (``DQNConfig.head='afterstate'``): for an env that also declares what each
+  factor's choice does to the observation (``afterstate_observations``, read by
+  :func:`dtrl_jax.envs.spec.inspect_env` into ``EnvSpec.afterstates``, a function of the observation:
+  the agent imports no env), the network is ONE state-value network V, evaluated at the observation
+  and at its ``sum n_i`` single-factor afterstates; the joint value is the first-order expansion
+  ``Q(s, a) = V(s) + sum_i [V(s (+)_i a_i) - V(s)]``, written as branch values
+  (:func:`dtrl_jax.agents.networks.afterstate_branch_values`), so every branching rule above (greedy
+  action, bootstrap, double DQN, the joint ``[A]`` for the loop and the twin) applies unchanged. Why:
+  when a move's effect on the return is a small difference between nearby positions (MultiUAV: 0.01-0.06
+  Mbps against a state variation 3-7x larger), a head that outputs each move's value separately must
+  learn those differences as separate outputs, while V only fits a function of the positions and the
+  differences follow from its shape. Cost: ``1 + sum n_i`` evaluations of V per Q (21 on MultiUAV).
 * **Value normalisation** (``reward_scale``, ``reward_shift``): the network's outputs ``Q'`` are
   ``scale (Q - offset)`` with ``offset = shift / (1 - gamma)``; targets are converted exactly
   (:func:`dtrl_jax.agents.td.normalised_returns`), ``q_values`` converts back.
@@ -36,11 +48,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 
 from dtrl_jax.agents.base import Experience, LearnStats
 from dtrl_jax.agents.networks import (
+    afterstate_branch_values,
     branch_double_q,
     branch_max,
     branch_q_of_action,
@@ -94,17 +108,39 @@ class DQNStorage:
     vetoed: ReplayBuffer | None = None
 
 
-def resolve_head(head: str, action_dims) -> tuple[int, ...] | None:
-    """The factors the Q-head branches over (None = joint head) for ``DQNConfig.head``."""
-    if head == "joint" or (head == "auto" and action_dims is None):
-        return None
-    if action_dims is None:
+#: ``DQNConfig.head`` values.
+HEADS = ("auto", "joint", "branching", "afterstate")
+
+
+def resolve_head(head: str, action_dims, afterstates=None, dueling: bool = False) -> str:
+    """The head ``DQNConfig.head`` means for an env with these declarations: 'joint', 'branching' or
+    'afterstate'.
+
+    'auto' is 'afterstate' when the env declares both its factors and their afterstates (on
+    ``MultiUAV-v0`` it is the head that learns the per-UAV moves, measured in benchmarks/multi_uav.py)
+    unless ``dueling`` is asked for (an afterstate head has no advantage stream), 'branching' when
+    it declares factors only, else 'joint'. Raises ``ValueError`` (before anything
+    is traced) when the head needs a declaration the env does not make.
+    """
+    if head not in HEADS:
+        raise ValueError(f"DQNConfig.head={head!r}; expected one of {HEADS}")
+    if head == "auto":
+        if action_dims is None:
+            return "joint"
+        return "afterstate" if afterstates is not None and not dueling else "branching"
+    if head in ("branching", "afterstate") and action_dims is None:
         raise ValueError(
-            "DQNConfig.head='branching' needs an environment that declares its action factors "
+            f"DQNConfig.head={head!r} needs an environment that declares its action factors "
             "(action_dims(params), e.g. MultiUAV's (5, 5, 5, 5)); this one declares none: use "
             "head='joint' or 'auto'"
         )
-    return tuple(int(n) for n in action_dims)
+    if head == "afterstate" and afterstates is None:
+        raise ValueError(
+            "DQNConfig.head='afterstate' needs an environment that declares afterstate_observations(obs, "
+            "params) (the observation after each factor's choice, read by inspect_env into "
+            "EnvSpec.afterstates); this one declares none: use head='branching', 'joint' or 'auto'"
+        )
+    return head
 
 
 def _same_episode(prev: Transition, cur: Transition) -> jax.Array:
@@ -155,15 +191,27 @@ class DQNAgent:
         ``config.head`` ('auto' branches exactly when they are given).
     """
 
-    def __init__(self, num_actions: int, obs_example, num_states: int | None, config, action_dims=None):
+    def __init__(self, num_actions: int, obs_example, num_states: int | None, config, action_dims=None,
+                 afterstates=None):
         self.num_actions = int(num_actions)
         self.config = config
         self.encode = make_obs_encoder(num_states)
-        self.action_dims = resolve_head(config.head, action_dims)
-        self.network = build_network(
-            config.network, config.hidden_sizes, self.num_actions,
-            action_dims=self.action_dims, dueling=config.dueling,
-        )
+        self.head = resolve_head(config.head, action_dims, afterstates, config.dueling)
+        self.action_dims = None if self.head == "joint" else tuple(int(n) for n in action_dims)
+        self.afterstates = afterstates if self.head == "afterstate" else None
+        if self.afterstates is not None:
+            if int(np.prod(self.action_dims)) != self.num_actions:
+                raise ValueError(
+                    f"action_dims={self.action_dims!r}: expected positive factors whose product is the "
+                    f"number of actions {self.num_actions}"
+                )
+            # One state-value network V; the branch values are built from V at the afterstates.
+            self.network = build_network(config.network, config.hidden_sizes, 1)
+        else:
+            self.network = build_network(
+                config.network, config.hidden_sizes, self.num_actions,
+                action_dims=self.action_dims, dueling=config.dueling,
+            )
         self.obs_example = obs_example
         adam = optax.adam(learning_rate=config.learning_rate)
         self.optimizer = adam if config.max_grad_norm is None else optax.chain(
@@ -196,8 +244,13 @@ class DQNAgent:
         return q_normalised / jnp.asarray(self.config.reward_scale, jnp.float32) + self._offset()
 
     def raw(self, params, obs) -> jax.Array:
-        """The network's output for one observation: joint ``[A]`` or branch values ``[sum n_i]``."""
-        return self.network.apply(params, self.encode(obs))
+        """The head's values for one observation, network units: joint ``[A]`` or branch values
+        ``[sum n_i]`` (branching, afterstate)."""
+        if self.afterstates is None:
+            return self.network.apply(params, self.encode(obs))
+        rows = jax.tree.map(lambda o, a: jnp.concatenate([jnp.asarray(o)[None], a]), obs, self.afterstates(obs))
+        values = jax.vmap(lambda o: self.network.apply(params, self.encode(o))[0])(rows)
+        return afterstate_branch_values(values[0], values[1:], len(self.action_dims))
 
     def _joint(self, raw: jax.Array) -> jax.Array:
         return raw if self.action_dims is None else joint_q_from_branches(raw, self.action_dims)
@@ -207,10 +260,10 @@ class DQNAgent:
         return self.to_env_units(self._joint(self.raw(params, obs)))
 
     def branch_values(self, agent_state: DQNState, obs) -> jax.Array:
-        """Branch values ``[sum n_i]`` in env units (branching head only): the greedy joint action
-        is their per-branch argmax."""
+        """Branch values ``[sum n_i]`` in env units (branching or afterstate head): the greedy joint
+        action is their per-branch argmax."""
         if self.action_dims is None:
-            raise ValueError("branch_values needs the branching head (action factors declared)")
+            raise ValueError("branch_values needs a branching or afterstate head (action factors declared)")
         return self.to_env_units(self.raw(agent_state.params, obs))
 
     # -- acting ---------------------------------------------------------------------------------

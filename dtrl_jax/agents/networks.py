@@ -29,6 +29,9 @@ Output heads (the last layer of every architecture, :func:`q_head`):
   mixed-radix digits of the joint index (factor 0 least significant, :func:`factor_actions`). Its
   argmax is the per-branch argmax, and ``max_a Q(s, a) = mean_i max Q_i(s, .)``, so greedy actions
   and bootstraps cost ``O(sum n_i)`` instead of ``O(prod n_i)``.
+* afterstate (built by ``DQNAgent`` for ``DQNConfig.head='afterstate'``): the network is a joint head
+  with ONE output, a state value V; the agent evaluates it at the observation and at each factor's
+  afterstates and forms branch values with :func:`afterstate_branch_values`, read as above.
 """
 
 from __future__ import annotations
@@ -100,6 +103,25 @@ def branch_double_q(flat_target: jax.Array, flat_online: jax.Array, action_dims:
     """Double-DQN bootstrap per branch: target values of each branch's online argmax, averaged."""
     pairs = zip(split_branches(flat_target, action_dims), split_branches(flat_online, action_dims))
     return jnp.mean(jnp.stack([t[jnp.argmax(o)] for t, o in pairs]))
+
+
+def afterstate_branch_values(v_state: jax.Array, v_after: jax.Array, num_factors: int) -> jax.Array:
+    """Branch values ``[sum n_i]`` of an afterstate head from ``V(s)`` and ``V(s (+)_i m)`` ``[sum n_i]``.
+
+    ``V(s (+)_i m)`` is the value of the observation after choice ``m`` of factor ``i`` alone. The joint
+    value is the first-order (additive) expansion of the value of the joint afterstate,
+    ``Q(s, a) = V(s) + sum_i [V(s (+)_i a_i) - V(s)]``: exact when the value is additive over the
+    factors (each UAV's move changes it independently of the others') and, with every factor at a
+    null choice (all UAVs stay), ``V(s)`` itself. So that the branching rules
+    (:func:`joint_q_from_branches`: mean over branches, per-branch argmax and max) represent exactly
+    this joint, each branch value is ``K [V(s (+)_i m) - V(s)] + V(s)``. (The mean of the raw
+    afterstate values, ``mean_i V(s (+)_i a_i)``, ranks the actions of one state identically but
+    shrinks every move's effect K-fold, so V cannot be the value function of the joint move: the
+    expansion keeps it one.)
+    """
+    chex.assert_rank(v_state, 0)
+    chex.assert_rank(v_after, 1)
+    return num_factors * (v_after - v_state) + v_state
 
 
 def q_head(x: jax.Array, num_actions: int, action_dims: Sequence[int] | None, dueling: bool) -> jax.Array:

@@ -28,6 +28,9 @@ the trajectory, not one move, the decision.
 Action factors: the joint action is the product of one move per UAV; :meth:`MultiUAV.action_dims`
 declares the factors ``(5,) * num_uavs`` (factor i = UAV i, the base-5 digit of weight ``5**i``), so a
 factorised (branching) Q-head can learn one move per UAV while the joint index stays the contract.
+:meth:`MultiUAV.afterstate_observations` also declares what each factor's choice does to the
+observation (UAV i's coordinates move by one step, clipped to the area), so an afterstate Q-head can
+value a move as the value of the observation it leads to.
 
 Reference policies (not learned; functions of the true state, for scale in benchmarks):
 :func:`random_policy`, :func:`hangar_policy` (every UAV stays), :func:`myopic_policy` (argmax over all
@@ -450,6 +453,32 @@ class MultiUAV(environment.Environment[EnvState, EnvParams]):
         """
         n = self.num_uavs if params is None else params.num_uavs
         return (NUM_MOVES,) * int(n)
+
+    def afterstate_observations(self, obs: jax.Array, params: EnvParams | None = None) -> jax.Array:
+        """``[sum_i n_i, obs_size]``: ``obs`` after each single-UAV move alone (what an afterstate
+        Q-head, ``DQNConfig.head='afterstate'``, evaluates its value network at).
+
+        Row ``5 i + m`` is ``obs`` with UAV ``i`` moved by ``m`` (stay, N, S, E, W) and every other UAV,
+        the users and the time feature as they are: the post-decision position before the users'
+        random-walk step. The move is clipped to the area exactly as in :meth:`step_env` (a UAV at the
+        south edge that moves S stays where it is), so a blocked move has the same afterstate as
+        staying. Only the UAV coordinates change, which is also true of ``MultiUAVPartial-v0``'s
+        observation: its user part (positions and visibility flags) is kept as observed before the
+        move, since who becomes visible after it is not a function of the observation.
+        """
+        if params is None:
+            params = self.default_params
+        n = self.num_uavs
+        f32 = jnp.float32
+        obs = jnp.asarray(obs, f32)
+        step = jnp.asarray(params.uav_speed_mps * params.slot_duration_s, f32) / jnp.asarray(params.area_size_m, f32)
+        # Static unit deltas [uavs, moves, obs]: row block i moves coordinates 2 i, 2 i + 1 only.
+        unit = np.zeros((n, NUM_MOVES, obs.shape[0]), np.float32)
+        for i in range(n):
+            unit[i, :, 2 * i : 2 * i + 2] = MOVES
+        rows = obs + jnp.asarray(unit) * step
+        rows = jnp.concatenate([jnp.clip(rows[..., : 2 * n], 0.0, 1.0), rows[..., 2 * n :]], axis=-1)
+        return jnp.reshape(rows, (n * NUM_MOVES, obs.shape[0]))
 
     @property
     def name(self) -> str:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import dtrl_jax as dt
-from benchmarks import _common, ap_selection, edge_scheduling, multi_uav
+from benchmarks import _common, ap_selection, edge_scheduling, harness, multi_uav
 from dtrl_jax.envs import multi_uav as mu
 from tests.benchmarks.schema import check_results
 
@@ -125,19 +125,31 @@ def test_ap_selection_sensitivity_rows():
 def test_multi_uav_smoke(tmp_path):
     doc = multi_uav.main(["--quick", "--seeds", "2", "--episodes", "4", "--num-envs", "2", "--lookaheads", "0,2",
                           "--hidden", "16", "--out", str(tmp_path)])
-    d = _check_common(doc, "multi_uav", tmp_path)
-    assert [v["lookahead"] for v in d["variants"]] == [0, 2]
-    for v in d["variants"]:
-        assert 0.0 < v["final_mbps_mean"] < 100.0  # a greedy mean user rate in Mbps
-        assert len(v["x"]) == 2  # one point per num_envs episodes
-        assert len(v["final_mbps_per_seed"]) == 2
+    d = harness.load(tmp_path / "multi_uav.json")  # the harness schema (dtrl-bench/1)
+    assert d["benchmark"] == "multi_uav" and d["mode"] == "quick"
+    assert (tmp_path / "multi_uav.png").stat().st_size > 5_000
+    assert json.loads(_common.compact_json(doc["summary"])) == d["summary"]
+    variants = d["summary"]["variants"]
+    assert [v["lookahead"] for v in variants.values()] == [0, 2]
+    series = d["curves"]["greedy"]["series"]
+    assert list(series) == list(variants)
+    for name, v in variants.items():
+        assert 0.0 < v["greedy_final_mbps"]["mean"] < 100.0  # a greedy mean user rate in Mbps
+        assert len(series[name]["x"]) == 2  # one point per num_envs episodes
+        assert len(v["greedy_final_mbps"]["per_seed"]) == 2
         assert math.isfinite(v["q_s0"]["mean"]) and v["mc_value_s0"]["mean"] > 0
-    assert d["variants"][1]["twin"]["lookahead"] == 2
-    assert d["variants"][0]["paired_gain_over_physical"]["mean"] == 0.0
+        assert v["compile_s"] > 0 and v["run_s"] > 0
+        # the final greedy policy on the reference policies' episodes, and its paired difference
+        on_ref = v["final_policy_on_reference_episodes_mbps"]["mean"]
+        assert 0.0 < on_ref < 100.0
+        assert abs(v["final_policy_minus_myopic_same_episodes"]["mean"] - (on_ref - d["reference"]["myopic"]["mean"])) < 1e-4
+    dt2 = variants["DT-enhanced DQN, k = 2"]
+    assert dt2["twin"]["lookahead"] == 2
+    assert variants["physical DQN"]["paired_gain_over_physical"]["mean"] == 0.0
     ref = d["reference"]  # hand-written policies, for scale
     assert ref["hangar"]["mean"] < ref["random"]["mean"] < ref["centroid_placement_level"]
     assert math.isfinite(d["summary"]["physical_final_mbps"])
-    assert d["config"]["dqn"]["head"] == "auto"
+    assert d["config"]["dqn"]["head"] == "auto" and d["config"]["head_resolved"] == "afterstate"
     text = (tmp_path / "multi_uav.json").read_text()
     assert len(text.splitlines()) < 400  # compact: lists of numbers on one line
 
