@@ -356,6 +356,13 @@ def supervised_fit(agent, obs, rewards, key, steps: int, batch_size: int) -> jax
     return jax.vmap(lambda o: jnp.argmax(agent.apply(p, o)))(test_obs)
 
 
+def write_diagnosis(doc: dict[str, Any], mode: str, out=None):
+    """``multi_uav_diagnose.json`` in the harness schema: the measured tables are the summary (no curves)."""
+    keys = ("action_signal", "supervised_fit", "dqn_gamma0_in_loop", "reference", "wall_time_s")
+    return harness.write(f"{NAME}_diagnose", mode=mode, config=doc["config"],
+                         summary={k: doc[k] for k in keys if k in doc}, curves={}, out=out)
+
+
 def diagnose(mode: str, device, out=None) -> dict[str, Any]:
     """Measure the one-step (gamma = 0) learning problem; see the comment above :data:`DIAGNOSE`.
 
@@ -411,7 +418,7 @@ def diagnose(mode: str, device, out=None) -> dict[str, Any]:
             (name, jnp.mean(mu.policy_episode_rates(jax.random.key(123), env, params, pol, 16)))
             for name, pol in (("hangar", mu.hangar_policy), ("myopic", mu.myopic_policy)))}
     doc["wall_time_s"] = time.perf_counter() - start
-    path = _common.write_results(f"{NAME}_diagnose", doc, out)
+    path = write_diagnosis(doc, mode, out)
     _common.log(json.dumps({k: doc[k] for k in ("action_signal", "supervised_fit", "dqn_gamma0_in_loop")}, indent=1))
     return json.loads(path.read_text(encoding="utf-8"))
 
