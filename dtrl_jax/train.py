@@ -167,6 +167,17 @@ def step_keys(loop_key: jax.Array, t, num_envs: int) -> dict[str, jax.Array]:
     return keys
 
 
+#: Most vectorised steps whose keys ``make_train``'s loop derives at once (``key_block``).
+KEY_BLOCK = 64
+
+
+def key_block(iterations: int, most: int = KEY_BLOCK) -> int:
+    """Steps per block of key derivation: the largest divisor of ``iterations`` up to ``most`` (so
+    blocks tile an interval exactly and the step body is traced once; the keys of a block take
+    ``block * (5 * num_envs + 3)`` keys of memory per seed)."""
+    return max(b for b in range(1, min(iterations, most) + 1) if iterations % b == 0)
+
+
 @struct.dataclass
 class RunnerState:
     """Everything the loop carries from one physical step to the next.
@@ -588,12 +599,14 @@ def make_train(
     # One vectorised physical step, in named phases. Each phase is a pure function of what the
     # phases before it produced; ``iteration`` below reads top to bottom as the paper's loop.
     # ---------------------------------------------------------------------------------------------
-    def schedule(runner: RunnerState, t: jax.Array) -> StepSchedule:
+    def schedule(runner: RunnerState, t: jax.Array, keys: dict[str, jax.Array]) -> StepSchedule:
         """What the schedules say at vectorised step ``t``: step counts, keys, twin readiness, epsilon.
 
         Schedules (epsilon, readiness, outages, syncs, when to update) read the step count from the
         scan index t, never from the carried counter: under jax.vmap over seeds t is not batched,
-        so the learner's lax.cond stays a branch instead of becoming a select that runs both."""
+        so the learner's lax.cond stays a branch instead of becoming a select that runs both.
+        ``keys`` are ``step_keys(runner.loop_key, t, num_envs)``, derived a block of steps at a time
+        by ``interval``."""
         steps = t * num_envs  # == runner.steps
         ready = jnp.asarray(True) if twin is None else steps >= twin.ready_after
         available = ready & ~in_windows(steps, twin.outage_windows if twin is not None else ())
@@ -603,7 +616,7 @@ def make_train(
         return StepSchedule(
             steps=steps,
             steps_after=steps + num_envs,
-            keys=step_keys(runner.loop_key, t, num_envs),
+            keys=keys,
             ready=ready,
             available=available,
             usable=usable,
@@ -734,12 +747,13 @@ def make_train(
         )
         return jnp.sum(jnp.broadcast_to(per_env, (num_envs,)).astype(jnp.int32))
 
-    def iteration(carry: tuple[RunnerState, IntervalSums], t: jax.Array):
+    def iteration(carry: tuple[RunnerState, IntervalSums], xs: tuple[jax.Array, dict[str, jax.Array]]):
         """One vectorised physical step: act, shield, physical step, health check, twin step, learn,
-        calibrate, bookkeeping."""
+        calibrate, bookkeeping. ``xs`` is the step index and its keys (``step_keys``)."""
         runner, acc = carry
+        t, keys = xs
         space = domain_space(runner)
-        sch = schedule(runner, t)
+        sch = schedule(runner, t, keys)
         q, actions, explored, greedy = act(runner, sch)
         actions, vetoed, replace, shielded = shield_phase(space, runner, sch, actions, explored, greedy)
         ps = physical_step(runner, sch, actions)
@@ -803,7 +817,17 @@ def make_train(
         acc = IntervalSums.zeros()
         per = config.iterations_per_interval
         first = jnp.asarray(index, jnp.int32) * per
-        (runner, acc), _ = jax.lax.scan(iteration, (runner, acc), first + jnp.arange(per, dtype=jnp.int32))
+        block = key_block(per)
+        steps = (first + jnp.arange(per, dtype=jnp.int32)).reshape(per // block, block)
+
+        def steps_block(carry, ts):
+            # The keys of a block of steps in one vectorised derivation: the same bits as deriving
+            # them step by step (threefry is elementwise), at one threefry loop per block instead of
+            # several per step, which is a visible share of a small network's step on a CPU.
+            keys = jax.vmap(step_keys, in_axes=(None, 0, None))(carry[0].loop_key, ts, num_envs)
+            return jax.lax.scan(iteration, carry, (ts, keys))
+
+        (runner, acc), _ = jax.lax.scan(steps_block, (runner, acc), steps)
         metrics = dict(
             physical_steps=runner.steps,
             physical_episodes=runner.episodes,

@@ -183,3 +183,23 @@ def test_dqn_cartpole_reaches_400():
     cfg = dt.DQNConfig(total_timesteps=500_000, log_every=10_000, epsilon_decay_steps=250_000)
     returns = np.asarray(run(cfg, env, params).metrics["episode_return"])
     assert np.nanmax(returns[-10:]) >= 400, returns
+
+
+def test_key_blocks_tile_an_interval_and_match_step_by_step_keys():
+    """The loop derives a block of steps' keys at once; they must be exactly the per-step keys."""
+    from dtrl_jax.train import key_block, step_keys
+
+    assert key_block(1000) == 50 and key_block(64) == 64 and key_block(97) == 1 and key_block(7) == 7
+    for n in (1, 5, 96, 1000, 1001):
+        b = key_block(n)
+        assert n % b == 0 and 1 <= b <= 64
+    loop_key = jax.random.key(3)
+    ts = jnp.arange(40, 48, dtype=jnp.int32)
+    block = jax.vmap(step_keys, in_axes=(None, 0, None))(loop_key, ts, 3)
+    for i, t in enumerate(range(40, 48)):
+        one = step_keys(loop_key, jnp.int32(t), 3)
+        for role in one:
+            np.testing.assert_array_equal(jax.random.key_data(block[role][i]), jax.random.key_data(one[role]))
+    # and one of them independently: the act key is part 0 of split(fold_in(loop_key, t), 5)
+    ref = jax.random.split(jax.random.fold_in(loop_key, 45), 5)[0]
+    np.testing.assert_array_equal(jax.random.key_data(block["act"][5]), jax.random.key_data(ref))

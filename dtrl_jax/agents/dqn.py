@@ -328,18 +328,34 @@ class DQNAgent:
     def _per_example_loss(self, params, target_params, t: Transition) -> jax.Array:
         """Loss of one transition with M branches, in the network's (normalised) units."""
         q = self._q_of_action(self.raw(params, t.obs), t.action)
-        raw_next_target = jax.vmap(lambda o: self.raw(target_params, o))(t.next_obs)  # [M, out]
-        raw_next_online = None
+        branches = t.returns.shape[0]
+        # Over the M bootstrap branches (a vmap); one branch is written without it, which a small
+        # network's update on a CPU runs measurably faster (the values are the same).
+        over = (lambda f: lambda o: f(jax.tree.map(lambda x: x[0], o))[None]) if branches == 1 else jax.vmap
+        raw_next_target = over(lambda o: self.raw(target_params, o))(t.next_obs)  # [M, out]
         if self.config.double_q:
-            raw_next_online = jax.vmap(lambda o: self.raw(params, o))(t.next_obs)
+            raw_next_online = over(lambda o: self.raw(params, o))(t.next_obs)
             boot = jax.vmap(self._bootstrap)(raw_next_target, raw_next_online)
         else:
             boot = jax.vmap(lambda r: self._bootstrap(r, None))(raw_next_target)
-        returns = normalised_returns(
-            t.returns, t.discounts, jnp.asarray(self.config.reward_scale, jnp.float32), self._offset()
-        )
-        target = jax.lax.stop_gradient(branch_target(returns, t.discounts, boot, t.weights))
-        return td_loss(q - target, self.config.loss)
+        returns = t.returns
+        if not self._identity_units():
+            returns = normalised_returns(
+                returns, t.discounts, jnp.asarray(self.config.reward_scale, jnp.float32), self._offset()
+            )
+        if t.returns.shape == (1,):
+            # One branch: the weighted average is the branch itself (weight 1), written without the
+            # [M] reductions, which cost ~10 % of a small network's update on a CPU.
+            target = t.weights[0] * (returns[0] + t.discounts[0] * boot[0])
+        else:
+            target = branch_target(returns, t.discounts, boot, t.weights)
+        return td_loss(q - jax.lax.stop_gradient(target), self.config.loss)
+
+    def _identity_units(self) -> bool:
+        """Whether the network learns in env units (scale 1, shift 0, known at trace time), so the
+        returns need no normalisation."""
+        scale, shift = self.config.reward_scale, self.config.reward_shift
+        return isinstance(scale, (int, float)) and isinstance(shift, (int, float)) and scale == 1 and shift == 0
 
     def _batch_loss(self, params, target_params, batch: Transition) -> jax.Array:
         return jnp.sum(jax.vmap(self._per_example_loss, in_axes=(None, None, 0))(params, target_params, batch))

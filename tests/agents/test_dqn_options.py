@@ -334,3 +334,33 @@ def test_every_option_runs_in_the_loop_under_vmap():
                                   dt.TwinConfig(num_domains=2, lookahead=2, lookahead_rollouts=2)])
 def test_options_run_with_trials_and_look_ahead(twin):
     _loop_smoke(twin, n_step=1)
+
+
+@pytest.mark.parametrize("scale,shift", [(1.0, 0.0), (4.0, 1.5)])
+def test_per_example_loss_matches_numpy_for_one_and_several_branches(scale, shift):
+    """The loss of one transition, 1 branch (its own fast path) and M = 3 branches, against NumPy
+    from the network's raw values: 0.5 (q - sum_m w_m (scale (R_m - off (1 - D_m)) + D_m max q'_m))^2."""
+    from dtrl_jax.transition import Transition
+
+    gamma = 0.9
+    cfg = dt.DQNConfig(total_timesteps=1000, log_every=500, learning_starts=100, hidden_sizes=(8,), gamma=gamma,
+                       reward_scale=scale, reward_shift=shift)
+    train = dt.make_train(cfg, ProductBandit(), ProductBandit().default_params)
+    agent = train.agent
+    params = agent.init(jax.random.key(0)).params
+    target = agent.init(jax.random.key(1)).params
+    off = shift / (1 - gamma) if shift else 0.0
+    rng = np.random.default_rng(0)
+    for m in (1, 3):
+        obs = jnp.asarray(rng.normal(size=2), jnp.float32)
+        nxt = jnp.asarray(rng.normal(size=(m, 2)), jnp.float32)
+        ret = rng.normal(size=m).astype(np.float32)
+        disc = np.array([gamma, 0.0, gamma**3][:m], np.float32)
+        w = np.full(m, 1.0 / m, np.float32) if m > 1 else np.ones(1, np.float32)
+        t = Transition(obs=obs, action=jnp.int32(7), returns=jnp.asarray(ret), discounts=jnp.asarray(disc),
+                       next_obs=nxt, weights=jnp.asarray(w))
+        got = float(agent._per_example_loss(params, target, t))
+        q = np.asarray(agent._joint(agent.raw(params, obs)))[7]
+        boot = np.array([np.max(np.asarray(agent._joint(agent.raw(target, nxt[i])))) for i in range(m)])
+        tgt = np.sum(w * (scale * (ret - off * (1 - disc)) + disc * boot))
+        np.testing.assert_allclose(got, 0.5 * (q - tgt) ** 2, rtol=1e-4, atol=1e-5)
