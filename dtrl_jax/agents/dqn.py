@@ -328,13 +328,16 @@ class DQNAgent:
     def _per_example_loss(self, params, target_params, t: Transition) -> jax.Array:
         """Loss of one transition with M branches, in the network's (normalised) units."""
         q = self._q_of_action(self.raw(params, t.obs), t.action)
-        branches = t.returns.shape[0]
-        # Over the M bootstrap branches (a vmap); one branch is written without it, which a small
-        # network's update on a CPU runs measurably faster (the values are the same).
-        over = (lambda f: lambda o: f(jax.tree.map(lambda x: x[0], o))[None]) if branches == 1 else jax.vmap
-        raw_next_target = over(lambda o: self.raw(target_params, o))(t.next_obs)  # [M, out]
+        def per_branch(f):
+            """``f`` of each bootstrap observation, stacked ``[M, ...]``: a vmap, except for one branch,
+            which a small network's update on a CPU runs measurably faster without it (same values)."""
+            if t.returns.shape == (1,):
+                return f(jax.tree.map(lambda x: x[0], t.next_obs))[None]
+            return jax.vmap(f)(t.next_obs)
+
+        raw_next_target = per_branch(lambda o: self.raw(target_params, o))  # [M, out]
         if self.config.double_q:
-            raw_next_online = over(lambda o: self.raw(params, o))(t.next_obs)
+            raw_next_online = per_branch(lambda o: self.raw(params, o))
             boot = jax.vmap(self._bootstrap)(raw_next_target, raw_next_online)
         else:
             boot = jax.vmap(lambda r: self._bootstrap(r, None))(raw_next_target)
@@ -343,13 +346,8 @@ class DQNAgent:
             returns = normalised_returns(
                 returns, t.discounts, jnp.asarray(self.config.reward_scale, jnp.float32), self._offset()
             )
-        if t.returns.shape == (1,):
-            # One branch: the weighted average is the branch itself (weight 1), written without the
-            # [M] reductions, which cost ~10 % of a small network's update on a CPU.
-            target = t.weights[0] * (returns[0] + t.discounts[0] * boot[0])
-        else:
-            target = branch_target(returns, t.discounts, boot, t.weights)
-        return td_loss(q - jax.lax.stop_gradient(target), self.config.loss)
+        target = jax.lax.stop_gradient(branch_target(returns, t.discounts, boot, t.weights))
+        return td_loss(q - target, self.config.loss)
 
     def _identity_units(self) -> bool:
         """Whether the network learns in env units (scale 1, shift 0, known at trace time), so the
