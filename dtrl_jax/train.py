@@ -723,14 +723,15 @@ def make_train(
         return trials, domains, sync_now, physical
 
     def learn_phase(runner: RunnerState, sch: StepSchedule, physical: Transition, trials: Transition | None,
-                    vetoed: Transition | None, twin_on: jax.Array, replace: jax.Array | None) -> tuple[Any, Any, Any]:
+                    vetoed: Transition | None, twin_on: jax.Array, replace: jax.Array | None,
+                    rewards: jax.Array) -> tuple[Any, Any, Any]:
         """``agent.learn`` on this step's physical and twin transitions: ``(agent_state, storage, stats)``.
 
         The vetoed actions' twin transitions are learned as one more twin domain (the last), masked
         to the vetoed envs: tabular Q updates on them, DQN keeps them in a replay of its own."""
         twin_batch, twin_mask = twin_learning_batch(trials, vetoed, twin_on, replace)
         experience = Experience(physical=physical, twin=twin_batch, twin_mask=twin_mask,
-                                steps_before=sch.steps, steps_after=sch.steps_after)
+                                steps_before=sch.steps, steps_after=sch.steps_after, rewards=rewards)
         agent_state, storage, stats = agent.learn(runner.agent_state, runner.storage, experience, sch.keys["learn"])
         if use_trials and getattr(storage, "twin", None) is not None:
             storage = storage.replace(twin=shard.constrain(storage.twin, 0))
@@ -759,7 +760,7 @@ def make_train(
         ps = physical_step(runner, sch, actions)
         twin_on, healthy, health = health_phase(space, runner, sch, actions, ps)
         trials, domains, sync_now, physical = twin_step(space, runner, sch, actions, ps, twin_on)
-        agent_state, storage, stats = learn_phase(runner, sch, physical, trials, vetoed, twin_on, replace)
+        agent_state, storage, stats = learn_phase(runner, sch, physical, trials, vetoed, twin_on, replace, ps.reward)
         calibration = calibration_step(
             runner, actions, ps.final_obs, ps.reward, sch.steps, sch.steps_after, sch.keys["calibrate"]
         )

@@ -34,6 +34,8 @@ class Experience:
         ``[domains, num_envs]``; where False they must be ignored exactly, so that the agent learns
         as plain physical RL while the twin is not ready or not healthy.
       steps_before, steps_after: the physical step counter before / after this vectorised step.
+      rewards: the physical envs' 1-step rewards ``[num_envs]`` (with a look-ahead twin the
+        physical transitions' returns are k-step sums), or None.
     """
 
     physical: Transition
@@ -41,6 +43,7 @@ class Experience:
     twin_mask: Any
     steps_before: jax.Array
     steps_after: jax.Array
+    rewards: jax.Array | None = None
 
 
 class Agent(Protocol):

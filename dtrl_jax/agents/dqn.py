@@ -27,7 +27,11 @@ Options, all agent-side (the loop sees only ``q_values`` ``[A]`` in env units an
   differences follow from its shape. Cost: ``1 + sum n_i`` evaluations of V per Q (21 on MultiUAV).
 * **Value normalisation** (``reward_scale``, ``reward_shift``): the network's outputs ``Q'`` are
   ``scale (Q - offset)`` with ``offset = shift / (1 - gamma)``; targets are converted exactly
-  (:func:`dtrl_jax.agents.td.normalised_returns`), ``q_values`` converts back.
+  (:func:`dtrl_jax.agents.td.normalised_returns`), ``q_values`` converts back. ``reward_shift=None``
+  takes the shift from the data: the mean physical reward of the warm-up steps (before
+  ``learning_starts``), kept in ``DQNState.reward_stats`` per seed and fixed from the first gradient
+  step on (the loop hands the 1-step rewards over in ``Experience.rewards``, since a look-ahead
+  twin's physical transitions carry k-step sums).
 * **n-step** (``n_step``): each physical env keeps its last n 1-step transitions in
   :class:`NStepWindow` (part of the storage pytree); every step the window's oldest transition
   leaves as an n-step transition (shorter at an episode end, :func:`dtrl_jax.agents.td.n_step_return`),
@@ -79,9 +83,13 @@ from dtrl_jax.transition import Transition, pad_branches
 
 @struct.dataclass
 class DQNState:
+    """Parameters, target parameters, optimiser state and, for ``reward_shift=None``, the warm-up
+    reward statistics ``reward_stats = [sum, count]`` (float32 ``[2]``; zeros otherwise)."""
+
     params: Any
     target_params: Any
     opt_state: Any
+    reward_stats: jax.Array
 
 
 @struct.dataclass
@@ -233,15 +241,27 @@ class DQNAgent:
         self.updates_per_step = max(1, -(-config.num_envs // config.train_every))
 
     # -- values ---------------------------------------------------------------------------------
-    def _offset(self):
+    def reward_shift(self, agent_state: DQNState) -> jax.Array:
+        """The reward shift in env units: ``config.reward_shift``, or with ``reward_shift=None`` the
+        mean physical reward of the warm-up steps (those before ``learning_starts``, at least the
+        first vectorised step), which is fixed from the first gradient step on; 0 before any reward
+        was seen and whenever ``gamma >= 1`` (no finite value offset)."""
+        if self.config.reward_shift is not None:
+            return jnp.asarray(self.config.reward_shift, jnp.float32)
+        total, count = agent_state.reward_stats[0], agent_state.reward_stats[1]
+        gamma = jnp.asarray(self.config.gamma, jnp.float32)
+        return jnp.where(gamma < 1.0, total / jnp.maximum(count, 1.0), 0.0)
+
+    def _offset(self, shift):
         """Value offset ``shift / (1 - gamma)`` (0 when the shift is 0, whatever gamma)."""
-        shift = jnp.asarray(self.config.reward_shift, jnp.float32)
+        shift = jnp.asarray(shift, jnp.float32)
         one_minus = 1.0 - jnp.asarray(self.config.gamma, jnp.float32)
         return jnp.where(shift == 0, 0.0, shift / jnp.where(one_minus > 0, one_minus, 1.0))
 
-    def to_env_units(self, q_normalised: jax.Array) -> jax.Array:
-        """Network values ``scale (Q - offset)`` -> ``Q`` in the env's reward units."""
-        return q_normalised / jnp.asarray(self.config.reward_scale, jnp.float32) + self._offset()
+    def to_env_units(self, q_normalised: jax.Array, shift) -> jax.Array:
+        """Network values ``scale (Q - offset)`` -> ``Q`` in the env's reward units (``shift``: see
+        :meth:`reward_shift`)."""
+        return q_normalised / jnp.asarray(self.config.reward_scale, jnp.float32) + self._offset(shift)
 
     def raw(self, params, obs) -> jax.Array:
         """The head's values for one observation, network units: joint ``[A]`` or branch values
@@ -255,24 +275,26 @@ class DQNAgent:
     def _joint(self, raw: jax.Array) -> jax.Array:
         return raw if self.action_dims is None else joint_q_from_branches(raw, self.action_dims)
 
-    def apply(self, params, obs) -> jax.Array:
-        """Joint action values ``[A]`` of one observation, in env units."""
-        return self.to_env_units(self._joint(self.raw(params, obs)))
+    def apply(self, params, obs, shift) -> jax.Array:
+        """Joint action values ``[A]`` of one observation, in env units (``shift``: the reward shift,
+        :meth:`reward_shift` of the state the parameters belong to)."""
+        return self.to_env_units(self._joint(self.raw(params, obs)), shift)
 
     def branch_values(self, agent_state: DQNState, obs) -> jax.Array:
         """Branch values ``[sum n_i]`` in env units (branching or afterstate head): the greedy joint
         action is their per-branch argmax."""
         if self.action_dims is None:
             raise ValueError("branch_values needs a branching or afterstate head (action factors declared)")
-        return self.to_env_units(self.raw(agent_state.params, obs))
+        return self.to_env_units(self.raw(agent_state.params, obs), self.reward_shift(agent_state))
 
     # -- acting ---------------------------------------------------------------------------------
     def init(self, key: jax.Array) -> DQNState:
         params = self.network.init(key, self.encode(self.obs_example))
-        return DQNState(params=params, target_params=params, opt_state=self.optimizer.init(params))
+        return DQNState(params=params, target_params=params, opt_state=self.optimizer.init(params),
+                        reward_stats=jnp.zeros((2,), jnp.float32))
 
     def q_values(self, agent_state: DQNState, obs) -> jax.Array:
-        return self.apply(agent_state.params, obs)
+        return self.apply(agent_state.params, obs, self.reward_shift(agent_state))
 
     # -- storage --------------------------------------------------------------------------------
     def init_storage(self, example: Transition, twin_example: Transition | None) -> DQNStorage:
@@ -325,8 +347,9 @@ class DQNAgent:
             return branch_max(raw_target, self.action_dims)
         return branch_double_q(raw_target, raw_online, self.action_dims)
 
-    def _per_example_loss(self, params, target_params, t: Transition) -> jax.Array:
-        """Loss of one transition with M branches, in the network's (normalised) units."""
+    def _per_example_loss(self, params, target_params, t: Transition, shift) -> jax.Array:
+        """Loss of one transition with M branches, in the network's (normalised) units (``shift``:
+        the reward shift in env units, :meth:`reward_shift`)."""
         q = self._q_of_action(self.raw(params, t.obs), t.action)
         def per_branch(f):
             """``f`` of each bootstrap observation, stacked ``[M, ...]``: a vmap, except for one branch,
@@ -344,7 +367,7 @@ class DQNAgent:
         returns = t.returns
         if not self._identity_units():
             returns = normalised_returns(
-                returns, t.discounts, jnp.asarray(self.config.reward_scale, jnp.float32), self._offset()
+                returns, t.discounts, jnp.asarray(self.config.reward_scale, jnp.float32), self._offset(shift)
             )
         target = jax.lax.stop_gradient(branch_target(returns, t.discounts, boot, t.weights))
         return td_loss(q - target, self.config.loss)
@@ -353,10 +376,12 @@ class DQNAgent:
         """Whether the network learns in env units (scale 1, shift 0, known at trace time), so the
         returns need no normalisation."""
         scale, shift = self.config.reward_scale, self.config.reward_shift
-        return isinstance(scale, (int, float)) and isinstance(shift, (int, float)) and scale == 1 and shift == 0
+        return shift is not None and isinstance(scale, (int, float)) and isinstance(shift, (int, float)) and scale == 1 and shift == 0
 
-    def _batch_loss(self, params, target_params, batch: Transition) -> jax.Array:
-        return jnp.sum(jax.vmap(self._per_example_loss, in_axes=(None, None, 0))(params, target_params, batch))
+    def _batch_loss(self, params, target_params, batch: Transition, shift) -> jax.Array:
+        return jnp.sum(
+            jax.vmap(self._per_example_loss, in_axes=(None, None, 0, None))(params, target_params, batch, shift)
+        )
 
     def _sgd(self, agent_state: DQNState, loss_fn):
         loss, grads = jax.value_and_grad(loss_fn)(agent_state.params)
@@ -383,18 +408,20 @@ class DQNAgent:
     def _physical_step(self, agent_state: DQNState, storage: DQNStorage, key):
         """Plain DQN step: the whole batch from physical storage."""
         batch = self._physical_share(storage, key, self.config.batch_size)
-        loss_fn = lambda p: self._batch_loss(p, agent_state.target_params, batch) / self.config.batch_size  # noqa: E731
+        shift = self.reward_shift(agent_state)
+        loss_fn = lambda p: self._batch_loss(p, agent_state.target_params, batch, shift) / self.config.batch_size  # noqa: E731
         return self._sgd(agent_state, loss_fn)
 
     def _mixed_step(self, agent_state: DQNState, storage: DQNStorage, k_phys, k_twin):
         """DT step: ``physical_batch`` physical and ``twin_batch`` twin transitions."""
         physical = self._physical_share(storage, k_phys, self.physical_batch)
         twin = domain_storage_sample(storage.twin, k_twin, self.twin_batch)
+        shift = self.reward_shift(agent_state)
 
         def loss_fn(p):
-            total = self._batch_loss(p, agent_state.target_params, twin)
+            total = self._batch_loss(p, agent_state.target_params, twin, shift)
             if self.physical_batch:  # twin_data_fraction = 1 leaves no physical share
-                total = total + self._batch_loss(p, agent_state.target_params, physical)
+                total = total + self._batch_loss(p, agent_state.target_params, physical, shift)
             return total / self.config.batch_size
 
         return self._sgd(agent_state, loss_fn)
@@ -429,10 +456,26 @@ class DQNAgent:
             return storage, None, twin_ready
         return storage, jax.tree.map(lambda x: x[:-1], twin), mask[:-1]
 
+    def _warmup_stats(self, stats: jax.Array, experience: Experience) -> jax.Array:
+        """``[sum, count]`` of the physical rewards, adding this step's while it is a warm-up step
+        (it starts before ``learning_starts``, or it is the first), so they are fixed by the time the
+        first gradient step uses them."""
+        if experience.rewards is None:
+            raise ValueError(
+                "DQNConfig.reward_shift=None (the warm-up mean) needs the physical 1-step rewards in "
+                "Experience.rewards; got None"
+            )
+        rewards = jnp.asarray(experience.rewards, jnp.float32)
+        warm = jnp.asarray(experience.steps_before) < max(self.config.learning_starts, 1)
+        step = jnp.stack([jnp.sum(rewards), jnp.float32(rewards.size)])
+        return stats + jnp.where(warm, step, 0.0)
+
     def learn(self, agent_state, storage, experience: Experience, key):
         physical, twin, twin_ready = experience.physical, experience.twin, experience.twin_mask
         steps_before, steps_after = experience.steps_before, experience.steps_after
         cfg = self.config
+        if cfg.reward_shift is None:
+            agent_state = agent_state.replace(reward_stats=self._warmup_stats(agent_state.reward_stats, experience))
         if storage.window is not None:
             window, physical, real = self.push_n_step(storage.window, physical)
             storage = storage.replace(window=window, physical=buffer_add(storage.physical, physical, real))

@@ -137,11 +137,12 @@ def distill(result: PopulationResult, env, env_params, key: jax.Array, *,
                                                  learning_rate=learning_rate), window=window)
     senv, sparams = student_member.wrap_env(env, env_params)
     agent = build_agent(student_member.config, inspect_env(senv, sparams))
-    params = agent.init(k_init).params
+    init_state = agent.init(k_init)
+    params, shift = init_state.params, agent.reward_shift(init_state)
     opt = optax.adam(learning_rate)
 
     def batch_loss(p, obs, tgt):
-        q = jax.vmap(lambda o: agent.apply(p, o))(obs)
+        q = jax.vmap(lambda o: agent.apply(p, o, shift))(obs)
         if loss == "q_mse":
             return jnp.mean(jnp.square(q - tgt))
         return jnp.mean(distrax.Categorical(probs=tgt).kl_divergence(distrax.Categorical(logits=q / temperature)))
@@ -155,5 +156,5 @@ def distill(result: PopulationResult, env, env_params, key: jax.Array, *,
 
     (params, _), losses = jax.jit(lambda p, k: jax.lax.scan(step, (p, opt.init(p)), jax.random.split(k, steps)))(
         params, k_train)
-    state = agent.init(k_init).replace(params=params, target_params=params)
+    state = init_state.replace(params=params, target_params=params)
     return Student(member=student_member, agent_state=state, losses=np.asarray(losses))

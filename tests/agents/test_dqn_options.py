@@ -347,7 +347,8 @@ def test_per_example_loss_matches_numpy_for_one_and_several_branches(scale, shif
                        reward_scale=scale, reward_shift=shift)
     train = dt.make_train(cfg, ProductBandit(), ProductBandit().default_params)
     agent = train.agent
-    params = agent.init(jax.random.key(0)).params
+    state = agent.init(jax.random.key(0))
+    params = state.params
     target = agent.init(jax.random.key(1)).params
     off = shift / (1 - gamma) if shift else 0.0
     rng = np.random.default_rng(0)
@@ -359,8 +360,35 @@ def test_per_example_loss_matches_numpy_for_one_and_several_branches(scale, shif
         w = np.full(m, 1.0 / m, np.float32) if m > 1 else np.ones(1, np.float32)
         t = Transition(obs=obs, action=jnp.int32(7), returns=jnp.asarray(ret), discounts=jnp.asarray(disc),
                        next_obs=nxt, weights=jnp.asarray(w))
-        got = float(agent._per_example_loss(params, target, t))
+        got = float(agent._per_example_loss(params, target, t, agent.reward_shift(state)))
         q = np.asarray(agent._joint(agent.raw(params, obs)))[7]
         boot = np.array([np.max(np.asarray(agent._joint(agent.raw(target, nxt[i])))) for i in range(m)])
         tgt = np.sum(w * (scale * (ret - off * (1 - disc)) + disc * boot))
         np.testing.assert_allclose(got, 0.5 * (q - tgt) ** 2, rtol=1e-4, atol=1e-5)
+
+
+def test_warmup_reward_shift_is_each_seeds_mean_warmup_reward_and_then_fixed():
+    """``reward_shift=None``: the shift is the mean physical reward of the steps before
+    ``learning_starts``. On one-step episodes that is the loop's own ``episode_return`` of the first
+    interval (an independent count: 500 episodes); the statistics stop growing once learning starts,
+    and each seed under vmap has its own."""
+    env = ProductBandit()
+    cfg = dt.DQNConfig(total_timesteps=2000, log_every=500, learning_starts=500, hidden_sizes=(16,), gamma=0.9,
+                       reward_shift=None)
+    train = dt.make_train(cfg, env, env.default_params)
+    outs = jax.jit(jax.vmap(train))(jax.random.split(jax.random.key(3), 2))
+    state = outs.runner_state.agent_state
+    np.testing.assert_array_equal(np.asarray(state.reward_stats[:, 1]), [500.0, 500.0])
+    shifts = np.asarray(jax.vmap(train.agent.reward_shift)(state))
+    np.testing.assert_allclose(shifts, np.asarray(outs.metrics["episode_return"][:, 0]), rtol=1e-5)
+    assert shifts[0] != shifts[1]
+    assert 0.2 < shifts[0] < 0.6  # uniform actions: the mean of the weights is 0.37
+    assert int(outs.metrics["updates"][0, -1]) > 0
+    # gamma = 1 has no finite value offset: the warm-up shift is then 0
+    one = dt.DQNConfig(**{**{f: getattr(cfg, f) for f in ("total_timesteps", "log_every", "learning_starts")},
+                          "gamma": 1.0, "reward_shift": None})
+    agent = dt.make_train(one, env, env.default_params).agent
+    st = agent.init(jax.random.key(0)).replace(reward_stats=jnp.array([5.0, 10.0]))
+    assert float(agent.reward_shift(st)) == 0.0
+    with pytest.raises(TypeError, match="reward_shift"):
+        dt.DQNConfig(reward_shift="auto")

@@ -13,6 +13,7 @@ import re
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import dtrl_jax as dt
 from benchmarks import _common, ap_selection, edge_scheduling, harness, multi_uav
@@ -130,7 +131,13 @@ def test_multi_uav_smoke(tmp_path):
     assert (tmp_path / "multi_uav.png").stat().st_size > 5_000
     assert json.loads(_common.compact_json(doc["summary"])) == d["summary"]
     variants = d["summary"]["variants"]
-    assert [v["lookahead"] for v in variants.values()] == [0, 2]
+    assert [(v["lookahead"], v["n_step"]) for v in variants.values()] == [(0, 1), (0, 5), (2, 1)]
+    assert list(variants) == ["physical DQN", "physical DQN, n-step 5", "DT-enhanced DQN, k = 2"]
+    assert d["summary"]["physical_n_step"] == 5
+    k2 = d["summary"]["dt_paired_gain_over_physical_n_step"]["2"]
+    np.testing.assert_allclose(  # paired: the mean of the per-seed differences
+        k2["mean"], np.mean(np.subtract(variants["DT-enhanced DQN, k = 2"]["greedy_final_mbps"]["per_seed"],
+                                        variants["physical DQN, n-step 5"]["greedy_final_mbps"]["per_seed"])), atol=1e-5)
     series = d["curves"]["greedy"]["series"]
     assert list(series) == list(variants)
     for name, v in variants.items():
@@ -150,6 +157,9 @@ def test_multi_uav_smoke(tmp_path):
     assert ref["hangar"]["mean"] < ref["random"]["mean"] < ref["centroid_placement_level"]
     assert math.isfinite(d["summary"]["physical_final_mbps"])
     assert d["config"]["dqn"]["head"] == "auto" and d["config"]["head_resolved"] == "afterstate"
+    assert d["config"]["dqn"]["reward_shift"] is None  # the warm-up mean
+    with pytest.raises(SystemExit):
+        multi_uav.build_parser().parse_args(["--n-step-arm", "1"])
     text = (tmp_path / "multi_uav.json").read_text()
     assert len(text.splitlines()) < 400  # compact: lists of numbers on one line
 
