@@ -4,6 +4,8 @@ Variants (``benchmarks.harness`` arms; each one compiled program, ``jax.vmap`` o
 seed keys for every variant, so per-seed differences are paired):
 
 * physical DQN (``twin=None``);
+* physical DQN with ``n_step`` 5 (``N_STEP_ARM``, ``--n-step-arm``): the physical learner's own
+  multi-step targets, the baseline a k-step twin target has to beat;
 * DT-enhanced DQN, k = 2, 4, 8: the TD target of each physical transition is the k-step discounted
   return averaged over M twin rollouts (2 by default, 4 with ``--full``) under the current greedy
   policy, bootstrapped with gamma^k max_a Q_target (``TwinConfig(num_domains=M, lookahead=k,
@@ -35,6 +37,8 @@ Usage::
     python -m benchmarks.multi_uav --quick     # smoke scale: 2 seeds x 40 episodes
     python -m benchmarks.multi_uav             # 8 seeds x 1,000 episodes (CPU)
     python -m benchmarks.multi_uav --full --device gpu   # 16 seeds x 2,000 episodes
+    python -m benchmarks.multi_uav --lookaheads 0 --n-step-arm 0 --hyper '{"reward_shift": 3.4}' --out DIR
+                                               # a physical-only probe with other settings (README)
     python -m benchmarks.multi_uav --diagnose  # why DQN stays below the myopic planner (~2 min)
 
 Writes ``benchmarks/results/multi_uav.json`` in the harness schema (``dtrl-bench/1``: config,
@@ -67,6 +71,7 @@ import optax
 
 import dtrl_jax as dt
 from benchmarks import _common, _paper, harness
+from dtrl_jax.config import field_docs
 from dtrl_jax.envs import multi_uav as mu
 from dtrl_jax.evaluate import policy_action
 from dtrl_jax.train import build_agent, inspect_env
@@ -521,6 +526,21 @@ def _n_step_arm(text: str) -> int:
     return n
 
 
+def _hyper(text: str) -> dict[str, Any]:
+    """``--hyper``: a JSON object whose keys are ``DQNConfig`` fields (values checked by DQNConfig)."""
+    try:
+        hyper = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise argparse.ArgumentTypeError(f"--hyper={text!r}: not JSON ({err})") from None
+    if not isinstance(hyper, dict):
+        raise argparse.ArgumentTypeError(f"--hyper={text!r}: expected a JSON object of DQNConfig fields")
+    fields = set(field_docs(dt.DQNConfig))
+    unknown = sorted(set(hyper) - fields)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"--hyper: {unknown} are not DQNConfig fields")
+    return hyper
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=f"python -m benchmarks.{NAME}", description=__doc__.split("\n")[0])
     _common.add_common_args(parser)
@@ -532,6 +552,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-step-arm", type=_n_step_arm, default=N_STEP_ARM,
                         help=f"n of the physical n-step arm, 0 = none (default {N_STEP_ARM})")
     parser.add_argument("--rollouts", type=int, default=None, help="override the twin rollouts M (default: per mode, MODES)")
+    parser.add_argument("--hyper", type=_hyper, default=None, metavar="JSON",
+                        help="replace HYPER by this JSON object of DQNConfig fields, e.g. '{\"gamma\": 0.95}' "
+                             "('{}' = all DQNConfig defaults); the probes of the README use it")
     parser.add_argument("--hidden", type=_common.int_list, default=None, help="override the MLP widths, e.g. 32,32")
     parser.add_argument("--no-plot", action="store_true", help="skip the PNG")
     parser.add_argument("--diagnose", action="store_true",
@@ -551,7 +574,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             scale[key] = getattr(args, key)
     scale["episodes"] = -(-scale["episodes"] // scale["num_envs"]) * scale["num_envs"]
     lookaheads = tuple(args.lookaheads or LOOKAHEADS)
-    hyper = dict(HYPER)
+    hyper = dict(HYPER if args.hyper is None else args.hyper)
     if args.hidden:
         hyper["hidden_sizes"] = tuple(args.hidden)
     rollouts = args.rollouts or scale["rollouts"]

@@ -125,19 +125,13 @@ def test_ap_selection_sensitivity_rows():
 
 def test_multi_uav_smoke(tmp_path):
     doc = multi_uav.main(["--quick", "--seeds", "2", "--episodes", "4", "--num-envs", "2", "--lookaheads", "0,2",
-                          "--hidden", "16", "--out", str(tmp_path)])
+                          "--n-step-arm", "0", "--hidden", "16", "--out", str(tmp_path)])
     d = harness.load(tmp_path / "multi_uav.json")  # the harness schema (dtrl-bench/1)
     assert d["benchmark"] == "multi_uav" and d["mode"] == "quick"
     assert (tmp_path / "multi_uav.png").stat().st_size > 5_000
     assert json.loads(_common.compact_json(doc["summary"])) == d["summary"]
     variants = d["summary"]["variants"]
-    assert [(v["lookahead"], v["n_step"]) for v in variants.values()] == [(0, 1), (0, 5), (2, 1)]
-    assert list(variants) == ["physical DQN", "physical DQN, n-step 5", "DT-enhanced DQN, k = 2"]
-    assert d["summary"]["physical_n_step"] == 5
-    k2 = d["summary"]["dt_paired_gain_over_physical_n_step"]["2"]
-    np.testing.assert_allclose(  # paired: the mean of the per-seed differences
-        k2["mean"], np.mean(np.subtract(variants["DT-enhanced DQN, k = 2"]["greedy_final_mbps"]["per_seed"],
-                                        variants["physical DQN, n-step 5"]["greedy_final_mbps"]["per_seed"])), atol=1e-5)
+    assert [(v["lookahead"], v["n_step"]) for v in variants.values()] == [(0, 1), (2, 1)]
     series = d["curves"]["greedy"]["series"]
     assert list(series) == list(variants)
     for name, v in variants.items():
@@ -158,10 +152,40 @@ def test_multi_uav_smoke(tmp_path):
     assert math.isfinite(d["summary"]["physical_final_mbps"])
     assert d["config"]["dqn"]["head"] == "auto" and d["config"]["head_resolved"] == "afterstate"
     assert d["config"]["dqn"]["reward_shift"] is None  # the warm-up mean
-    with pytest.raises(SystemExit):
-        multi_uav.build_parser().parse_args(["--n-step-arm", "1"])
+    for bad in (["--n-step-arm", "1"], ["--hyper", '{"gama": 0.9}'], ["--hyper", "[0.9]"]):
+        with pytest.raises(SystemExit):
+            multi_uav.build_parser().parse_args(bad)
+    assert multi_uav.build_parser().parse_args(["--hyper", "{}"]).hyper == {}  # all DQNConfig defaults
     text = (tmp_path / "multi_uav.json").read_text()
     assert len(text.splitlines()) < 400  # compact: lists of numbers on one line
+
+
+def test_multi_uav_n_step_arm_sits_after_physical_and_is_compared_paired():
+    """The n-step arm's config and place, and its summary against NumPy, on synthetic runs (no training)."""
+    arms = multi_uav.arms_of((0, 2), 20, 10, 100, dict(multi_uav.HYPER), rollouts=2, n_step_arm=5)
+    assert [a.name for a in arms] == ["physical DQN", "physical DQN, n-step 5", "DT-enhanced DQN, k = 2"]
+    assert [a.config.n_step for a in arms] == [1, 5, 1]
+    assert arms[1].config.twin is None and arms[2].config.twin.lookahead == 2
+    assert all(a.config.reward_shift is None and a.config.gamma == 0.95 for a in arms)  # HYPER, every arm
+    assert [a.name for a in multi_uav.arms_of((2, 0), 20, 10, 100, {}, 2, 3)][1:] == ["physical DQN", "physical DQN, n-step 3"]
+    rng = np.random.default_rng(0)
+    finals = {a.name: 3.7 + 0.05 * rng.random(3) for a in arms}  # per seed, constant over 4 intervals
+    runs = {a.name: {"eval_return": np.repeat(100 * finals[a.name][:, None], 4, 1),
+                     "physical_episodes": np.tile([10.0, 20.0, 30.0, 40.0], (3, 1)),
+                     "twin_transitions": np.zeros((3, 4)), "updates": np.ones((3, 4)),
+                     "_after": {"q_s0": np.full(3, 70.0), "mc_value": np.full(3, 70.5),
+                                "reference_episodes_mbps": finals[a.name]},
+                     "_timing": {"compile_s": 1.0, "run_s": 2.0}} for a in arms}
+    summary = multi_uav.summarise(arms, runs, 2, 100, {"myopic": {"mean": 3.72}})
+    phys, nstep, k2 = (finals[a.name] for a in arms)
+    assert summary["physical_n_step"] == 5
+    np.testing.assert_allclose(summary["physical_final_mbps"], phys.mean(), rtol=1e-6)
+    np.testing.assert_allclose(summary["physical_n_step_final_mbps"], nstep.mean(), rtol=1e-6)
+    assert summary["physical_n_step_seeds_above_myopic"] == int(np.sum(nstep > 3.72))
+    gain = summary["dt_paired_gain_over_physical_n_step"]["2"]
+    np.testing.assert_allclose(gain["per_seed"], k2 - nstep, rtol=1e-6)
+    np.testing.assert_allclose(summary["dt_paired_gain_over_physical"]["2"], np.mean(k2 - phys), rtol=1e-6)
+    assert summary["variants"]["physical DQN, n-step 5"]["seeds_above_physical"] == int(np.sum(nstep > phys))
 
 
 EDGE_TABLE_KEYS = ("median_converged_iteration", "median_converged_exact_iteration", "converged_fraction",
