@@ -37,9 +37,10 @@ def main():
     # domains only: the domain states inside the result are sharded over the domains axis
     mesh_d = distributed.make_mesh(domains=8)
     single = jax.jit(dt.make_train(cfg, env, params, mesh=mesh_d))(keys[0])
-    ref = jax.jit(dt.make_train(cfg, env, params))(keys[0])
+    # the reference is seed 0 of the unsharded vmapped run (vmap over seeds equals single runs,
+    # tests/test_train.py), which saves compiling a fourth program
     report["domains_only_close"] = bool(np.allclose(np.asarray(single.metrics["loss"]),
-                                                    np.asarray(ref.metrics["loss"]), rtol=1e-4, atol=1e-5))
+                                                    np.asarray(plain.metrics["loss"][0]), rtol=1e-4, atol=1e-5))
     x = single.runner_state.domains.states.x
     report["domain_state_spec"] = str(x.sharding.spec) if hasattr(x.sharding, "spec") else str(x.sharding)
     report["domain_state_shards"] = len({str(s.index) for s in x.addressable_shards})
