@@ -20,9 +20,9 @@ import pytest
 from dtrl_jax.experiment import runs
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS, LOG_EVERY = 300_000, 10_000  # 30 intervals, one checkpoint each: the kill lands mid-run
+STEPS, LOG_EVERY = 60_000, 2_000  # 30 intervals, one checkpoint each: the kill lands mid-run
 ARGS = ["train", "AccessPointSelection-v0", "--agent", "ql", "--total-timesteps", str(STEPS),
-        "--log-every", str(LOG_EVERY), "--checkpoint-every", str(LOG_EVERY), "--epsilon-decay-steps", "100000",
+        "--log-every", str(LOG_EVERY), "--checkpoint-every", str(LOG_EVERY), "--epsilon-decay-steps", "20000",
         "--seed", "7", "--no-progress"]
 INTERVALS = STEPS // LOG_EVERY
 
