@@ -184,8 +184,8 @@ def n_step_transition(window: Transition) -> Transition:
 
 def _same_layout(a: Transition, b: Transition) -> bool:
     """Whether two batches of transitions can be concatenated: the same tree, leaf shapes (past the
-    batch axis) and dtypes (a look-ahead's physical transitions have M branches, trials' have M too
-    after padding, so this is a trace-time check, not an assumption)."""
+    batch axis) and dtypes. With a look-ahead twin they differ (physical transitions have M bootstrap
+    branches, trial transitions one), so the mixed step checks at trace time."""
     la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
     return (jax.tree.structure(a) == jax.tree.structure(b)
             and all(x.shape[1:] == y.shape[1:] and x.dtype == y.dtype for x, y in zip(la, lb)))
@@ -414,32 +414,33 @@ class DQNAgent:
             lambda v, p: jnp.where(jnp.reshape(pick, (batch_size,) + (1,) * (p.ndim - 1)), v, p), vetoed, batch
         )
 
+    def _batches_step(self, agent_state: DQNState, batches: list[Transition]):
+        """One gradient step on the summed loss of ``batches`` (``batch_size`` transitions in all)."""
+        shift = self.reward_shift(agent_state)
+
+        def loss_fn(p):
+            total = self._batch_loss(p, agent_state.target_params, batches[0], shift)
+            for batch in batches[1:]:  # at trace time: at most two batches
+                total = total + self._batch_loss(p, agent_state.target_params, batch, shift)
+            return total / self.config.batch_size
+
+        return self._sgd(agent_state, loss_fn)
+
     def _physical_step(self, agent_state: DQNState, storage: DQNStorage, key):
         """Plain DQN step: the whole batch from physical storage."""
-        batch = self._physical_share(storage, key, self.config.batch_size)
-        shift = self.reward_shift(agent_state)
-        loss_fn = lambda p: self._batch_loss(p, agent_state.target_params, batch, shift) / self.config.batch_size  # noqa: E731
-        return self._sgd(agent_state, loss_fn)
+        return self._batches_step(agent_state, [self._physical_share(storage, key, self.config.batch_size)])
 
     def _mixed_step(self, agent_state: DQNState, storage: DQNStorage, k_phys, k_twin):
         """DT step: ``physical_batch`` physical and ``twin_batch`` twin transitions."""
         physical = self._physical_share(storage, k_phys, self.physical_batch)
         twin = domain_storage_sample(storage.twin, k_twin, self.twin_batch)
-        shift = self.reward_shift(agent_state)
-        if self.physical_batch and _same_layout(twin, physical):
+        if not self.physical_batch:  # twin_data_fraction = 1 leaves no physical share
+            return self._batches_step(agent_state, [twin])
+        if _same_layout(twin, physical):
             # One batch of both shares: one pass of the network instead of two smaller ones (on a CPU
             # the second pass cost about as much as the first for a small MLP).
-            both = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), twin, physical)
-            loss_fn = lambda p: self._batch_loss(p, agent_state.target_params, both, shift) / self.config.batch_size  # noqa: E731
-            return self._sgd(agent_state, loss_fn)
-
-        def loss_fn(p):
-            total = self._batch_loss(p, agent_state.target_params, twin, shift)
-            if self.physical_batch:  # twin_data_fraction = 1 leaves no physical share
-                total = total + self._batch_loss(p, agent_state.target_params, physical, shift)
-            return total / self.config.batch_size
-
-        return self._sgd(agent_state, loss_fn)
+            return self._batches_step(agent_state, [jax.tree.map(lambda a, b: jnp.concatenate([a, b]), twin, physical)])
+        return self._batches_step(agent_state, [twin, physical])
 
     def _gradient_step(self, agent_state: DQNState, storage: DQNStorage, key, twin_ready):
         # The physical share is drawn with ``key`` itself whether or not a twin exists, so a twin that
