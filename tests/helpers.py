@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from typing import Any
 
 import jax
@@ -115,3 +116,18 @@ def chain_env_registered():
     finally:
         if added:
             registry.unregister(CHAIN_ID)
+
+
+def subprocess_env(*, cache: bool = True, extra_xla_flags: str = "", **variables: str) -> dict[str, str]:
+    """The environment for a test's subprocess: this session's settings (``tests/conftest.py``) plus ``variables``.
+
+    ``extra_xla_flags`` are appended to ``XLA_FLAGS`` (never replacing the session's flags);
+    ``cache=False`` drops the shared compilation cache, so the subprocess compiles for itself.
+    """
+    env = dict(os.environ, **variables)
+    if extra_xla_flags:
+        env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {extra_xla_flags}".strip()
+    if not cache:
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        env["JAX_ENABLE_COMPILATION_CACHE"] = "false"
+    return env

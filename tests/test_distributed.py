@@ -1,7 +1,6 @@
 """Sharding over devices: 8 simulated CPU devices in a subprocess (JAX's device count is fixed at start)."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,12 +12,13 @@ import pytest
 import dtrl_jax as dt
 from dtrl_jax import distributed
 from dtrl_jax.sharding import check_mesh_axes
+from tests.helpers import subprocess_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_sharded_runs_match_unsharded_on_8_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = subprocess_env(extra_xla_flags="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-m", "tests.sharded_check"], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

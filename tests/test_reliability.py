@@ -1,7 +1,6 @@
 """Reliability: validation under random input, numerical faults, reproducibility, twin faults."""
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import dtrl_jax as dt
-from tests.helpers import Chain, ChainParams, tree_equal
+from tests.helpers import Chain, ChainParams, subprocess_env, tree_equal
 
 ROOT = Path(__file__).resolve().parents[1]
 CHAIN, CHAIN_PARAMS = Chain(), ChainParams(length=5, max_steps_in_episode=30)
@@ -152,7 +151,7 @@ def test_same_key_is_bit_identical_across_processes():
     runs = []
     for _ in range(2):
         proc = subprocess.run([sys.executable, "-c", REPRO_SCRIPT], cwd=ROOT, capture_output=True, text=True,
-                              timeout=600, env=dict(os.environ, JAX_PLATFORMS="cpu"))
+                              timeout=600, env=subprocess_env(cache=False, JAX_PLATFORMS="cpu"))
         assert proc.returncode == 0, proc.stderr[-2000:]
         runs.append([ln for ln in proc.stdout.splitlines() if ln.startswith("M ")][-1])
     assert runs[0] == runs[1]
@@ -183,3 +182,14 @@ def test_noise_burst_is_caught_by_the_health_check_and_does_not_poison_training(
     # the stored look-ahead data of the burst window is the padded 1-step data (one-hot weights)
     w = np.asarray(out.runner_state.storage.physical.data.weights)
     assert np.all(np.isclose(w.sum(axis=1), 1.0))
+
+
+def test_subprocess_env_keeps_the_session_flags_and_can_drop_the_cache(monkeypatch):
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/tmp/some-cache")
+    env = subprocess_env(extra_xla_flags="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    assert env["XLA_FLAGS"] == "--xla_backend_optimization_level=0 --xla_force_host_platform_device_count=8"
+    assert env["JAX_COMPILATION_CACHE_DIR"] == "/tmp/some-cache" and env["JAX_PLATFORMS"] == "cpu"
+    own = subprocess_env(cache=False)
+    assert "JAX_COMPILATION_CACHE_DIR" not in own and own["JAX_ENABLE_COMPILATION_CACHE"] == "false"
+    assert own["XLA_FLAGS"] == "--xla_backend_optimization_level=0"

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import os
 import struct
 import subprocess
 import sys
@@ -20,7 +19,7 @@ import pytest
 import dtrl_jax as dt
 from dtrl_jax.experiment import cli, runs, tracking
 from dtrl_jax.experiment.cli import main
-from tests.helpers import CHAIN_ID, TINY_CLI_RUN, chain_env_registered
+from tests.helpers import CHAIN_ID, TINY_CLI_RUN, chain_env_registered, subprocess_env
 
 ROOT = Path(__file__).resolve().parents[2]
 AP = "AccessPointSelection-v0"
@@ -268,7 +267,7 @@ def test_plot_draws_the_greedy_curve_when_present(tmp_path):
 
 # ----------------------------------------------------------------------------------- checkpoints
 def test_sharded_checkpoint_on_8_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
+    env = subprocess_env(extra_xla_flags="--xla_force_host_platform_device_count=8", JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-m", "tests.sharded_checkpoint_check"], check=False, cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
